@@ -1,0 +1,98 @@
+#pragma once
+/// \file
+/// Affine element transform (RealNVP, Dinh et al. 2017) and its shift-only special case (NICE,
+/// Dinh et al. 2015).
+///
+///   y = x·exp(s) + t,   s = B·tanh(ŝ/B)   (soft clamp, |s| < B; no clamp when B = 0)
+///   log|dy/dx| = s
+/// θ = (ŝ, t). θ = 0 is the identity.
+
+#include <cmath>
+#include <string>
+
+#include "fort/core/error.hpp"
+
+namespace fort {
+
+template <class S>
+class AffineTransform {
+ public:
+  using Scalar = S;
+  struct Partials {
+    S dy_dx, dlog_det_dx;
+    S scale, ds_draw;  // exp(s) and ds/dŝ
+  };
+
+  /// `log_scale_bound` B > 0 bounds the log-scale softly; 0 disables the clamp.
+  explicit AffineTransform(double log_scale_bound = 3.0) : bound_(S(log_scale_bound)) {
+    detail::require(std::isfinite(log_scale_bound) && log_scale_bound >= 0, "AffineTransform",
+                    "log_scale_bound must be finite and >= 0, got ", log_scale_bound);
+  }
+
+  Index params_per_dim() const { return 2; }
+  std::string name() const { return "Affine"; }
+  std::string signature() const { return detail::concat("affine(bound=", double(bound_), ")"); }
+  S log_scale_bound() const { return bound_; }
+
+  FORT_HOST_DEVICE S log_scale(S raw) const { return bound_ > S(0) ? bound_ * std::tanh(raw / bound_) : raw; }
+
+  FORT_HOST_DEVICE void forward(S x, const S* theta, S& y, S& log_det) const {
+    const S s = log_scale(theta[0]);
+    y = x * std::exp(s) + theta[1];
+    log_det += s;
+  }
+
+  FORT_HOST_DEVICE void inverse(S y, const S* theta, S& x, S& log_det) const {
+    const S s = log_scale(theta[0]);
+    x = (y - theta[1]) * std::exp(-s);
+    log_det -= s;
+  }
+
+  FORT_HOST_DEVICE Partials partials(S x, const S* theta) const {
+    (void)x;
+    const S s = log_scale(theta[0]);
+    S ds = S(1);
+    if (bound_ > S(0)) {
+      const S t = std::tanh(theta[0] / bound_);
+      ds = S(1) - t * t;
+    }
+    const S e = std::exp(s);
+    return {e, S(0), e, ds};
+  }
+
+  FORT_HOST_DEVICE void pullback(S x, const S* theta, const Partials& d, S a, S b, S* dL_dtheta) const {
+    (void)theta;
+    dL_dtheta[0] += (a * x * d.scale + b) * d.ds_draw;
+    dL_dtheta[1] += a;
+  }
+
+ private:
+  S bound_;
+};
+
+/// y = x + t, log|dy/dx| = 0. θ = (t).
+template <class S>
+class AdditiveTransform {
+ public:
+  using Scalar = S;
+  struct Partials {
+    S dy_dx, dlog_det_dx;
+  };
+
+  Index params_per_dim() const { return 1; }
+  std::string name() const { return "Additive"; }
+  std::string signature() const { return "additive"; }
+
+  FORT_HOST_DEVICE void forward(S x, const S* theta, S& y, S& log_det) const {
+    (void)log_det;
+    y = x + theta[0];
+  }
+  FORT_HOST_DEVICE void inverse(S y, const S* theta, S& x, S& log_det) const {
+    (void)log_det;
+    x = y - theta[0];
+  }
+  FORT_HOST_DEVICE Partials partials(S, const S*) const { return {S(1), S(0)}; }
+  FORT_HOST_DEVICE void pullback(S, const S*, const Partials&, S a, S, S* dL_dtheta) const { dL_dtheta[0] += a; }
+};
+
+}  // namespace fort

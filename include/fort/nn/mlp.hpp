@@ -1,0 +1,201 @@
+#pragma once
+/// \file
+/// Multi-layer perceptron used as a coupling conditioner, with a hand-written backward pass.
+///
+///   h_0 = x,  z_k = h_k W_kᵀ + b_k,  h_{k+1} = act(z_k)      (or h_k + act(z_k) when residual)
+///   y   = h_L W_Lᵀ + b_L                                      (last layer linear, zero at init)
+///
+/// Shapes: x [N, in], y [N, out]; `depth` hidden layers of `width` units. Parameters are read
+/// from a flat span laid out layer by layer as W (row-major [out, in]) then b.
+
+#include <string>
+#include <vector>
+
+#include "fort/core/error.hpp"
+#include "fort/core/random.hpp"
+#include "fort/core/types.hpp"
+#include "fort/nn/activation.hpp"
+
+namespace fort {
+
+struct MLPConfig {
+  Index width = 64;               ///< hidden units per layer
+  Index depth = 2;                ///< number of hidden layers (0 = one linear map)
+  Activation activation = Activation::relu;
+  bool residual = false;          ///< h_{k+1} = h_k + act(z_k) between equal-width hidden layers
+};
+
+template <class Scalar>
+class MLP {
+ public:
+  /// Activations recorded by a forward pass for the backward pass.
+  struct Cache {
+    std::vector<Matrix<Scalar>> inputs;  ///< input of each dense layer (h_k)
+    std::vector<Matrix<Scalar>> pre;     ///< pre-activation z_k of each hidden layer
+  };
+
+  MLP() = default;
+  MLP(Index in, Index out, MLPConfig config) : in_(in), out_(out), config_(config) {
+    detail::require(in >= 0 && out >= 1, "MLP", "sizes must be in >= 0 and out >= 1, got in=", in,
+                    ", out=", out);
+    detail::require(config.depth >= 0, "MLP", "depth must be >= 0, got ", config.depth);
+    detail::require(config.depth == 0 || config.width >= 1, "MLP", "width must be >= 1, got ", config.width);
+    Index prev = in;
+    for (Index k = 0; k < config.depth; ++k) {
+      add_layer(prev, config.width);
+      prev = config.width;
+    }
+    add_layer(prev, out);
+  }
+
+  Index in() const { return in_; }
+  Index out() const { return out_; }
+  const MLPConfig& config() const { return config_; }
+  Index num_params() const { return num_params_; }
+  Index num_layers() const { return Index(layers_.size()); }
+
+  std::string signature() const {
+    return detail::concat("MLP(in=", in_, ",out=", out_, ",width=", config_.width, ",depth=", config_.depth,
+                          ",act=", to_string(config_.activation), ",residual=", config_.residual ? 1 : 0, ")");
+  }
+
+  /// Hidden layers: uniform on ±1/sqrt(fan_in) (weights and biases); last layer: zero, so a
+  /// coupling starts as the identity.
+  void init_params(Grads<Scalar> p, const Random& rng) const {
+    check_params(p.size());
+    for (Index k = 0; k < num_layers(); ++k) {
+      const auto& L = layers_[k];
+      auto block = p.subspan(L.offset, L.out * L.in + L.out);
+      if (k + 1 == num_layers()) {
+        std::fill(block.begin(), block.end(), Scalar(0));
+      } else {
+        const double bound = L.in > 0 ? 1.0 / std::sqrt(double(L.in)) : 1.0;
+        rng.child(k).fill_uniform(block, -bound, bound);
+      }
+    }
+  }
+
+  /// y = MLP(x). Records activations into `cache` when given.
+  void forward(Params<Scalar> p, const Matrix<Scalar>& x, Matrix<Scalar>& y, Cache* cache = nullptr) const {
+    const Index n = x.rows();
+    Matrix<Scalar> h = x, z;
+    if (cache) {
+      cache->inputs.resize(layers_.size());
+      cache->pre.resize(layers_.size() - 1);
+    }
+    for (Index k = 0; k < num_layers(); ++k) {
+      const auto& L = layers_[k];
+      if (cache) cache->inputs[k] = h;
+      z.resize(n, L.out);
+      z.noalias() = h * weight(p, k).transpose();
+      z.rowwise() += bias(p, k).transpose();
+      if (k + 1 == num_layers()) {
+        y = std::move(z);
+        return;
+      }
+      if (cache) cache->pre[k] = z;
+      const bool skip = is_residual(k);
+      const Activation act = config_.activation;
+      if (skip) {
+        h += z.unaryExpr([act](Scalar v) { return detail::activate(act, v); });
+      } else {
+        h = z.unaryExpr([act](Scalar v) { return detail::activate(act, v); });
+      }
+    }
+  }
+
+  /// Given dL/dy, accumulates dL/dparams into `dL_dp` and writes dL/dx (if `dL_dx` is non-null).
+  void backward(Params<Scalar> p, const Cache& cache, const Matrix<Scalar>& dL_dy, Matrix<Scalar>* dL_dx,
+                Grads<Scalar> dL_dp) const {
+    Matrix<Scalar> g = dL_dy, dz;
+    for (Index k = num_layers() - 1; k >= 0; --k) {
+      const auto& L = layers_[k];
+      const Matrix<Scalar>& h = cache.inputs[k];
+      if (k + 1 == num_layers()) {
+        dz = std::move(g);
+      } else {
+        const Activation act = config_.activation;
+        dz = g.cwiseProduct(cache.pre[k].unaryExpr([act](Scalar v) { return detail::activate_derivative(act, v); }));
+      }
+      weight_grad(dL_dp, k).noalias() += dz.transpose() * h;
+      bias_grad(dL_dp, k) += dz.colwise().sum().transpose();
+      if (k == 0 && !dL_dx) return;
+      Matrix<Scalar> g_prev(h.rows(), L.in);
+      g_prev.noalias() = dz * weight(p, k);
+      if (k + 1 < num_layers() && is_residual(k)) g_prev += g;
+      g = std::move(g_prev);
+    }
+    if (dL_dx) *dL_dx = std::move(g);
+  }
+
+  /// Scalars of scratch that forward_point needs.
+  Index point_scratch_size() const { return 2 * std::max<Index>(config_.width, 1); }
+
+  /// One sample: x[in] -> y[out], no allocation. `scratch` holds point_scratch_size() scalars.
+  void forward_point(Params<Scalar> p, const Scalar* x, Scalar* y, Scalar* scratch) const {
+    const Index w = std::max<Index>(config_.width, 1);
+    Scalar* bufs[2] = {scratch, scratch + w};
+    const Scalar* h = x;
+    for (Index k = 0; k < num_layers(); ++k) {
+      const auto& L = layers_[k];
+      Scalar* z = (k + 1 == num_layers()) ? y : bufs[k % 2];
+      Eigen::Map<Eigen::Matrix<Scalar, Eigen::Dynamic, 1>> zv(z, L.out);
+      Eigen::Map<const Eigen::Matrix<Scalar, Eigen::Dynamic, 1>> hv(h, L.in);
+      zv.noalias() = weight(p, k) * hv;
+      zv += bias(p, k);
+      if (k + 1 < num_layers()) {
+        const bool skip = is_residual(k);
+        for (Index i = 0; i < L.out; ++i) z[i] = detail::activate(config_.activation, z[i]) + (skip ? h[i] : Scalar(0));
+      }
+      h = z;
+    }
+  }
+
+ private:
+  struct Dense {
+    Index in, out, offset;
+  };
+
+  void add_layer(Index in, Index out) {
+    layers_.push_back({in, out, num_params_});
+    num_params_ += in * out + out;
+  }
+
+  bool is_residual(Index k) const {
+    return config_.residual && k + 1 < num_layers() && layers_[k].in == layers_[k].out;
+  }
+
+  void check_params(std::size_t size) const {
+    detail::require(Index(size) == num_params_, "MLP", "parameter span has ", size, " values, expected ",
+                    num_params_);
+  }
+
+  using MatMap = Eigen::Map<const Matrix<Scalar>>;
+  using VecMap = Eigen::Map<const Eigen::Matrix<Scalar, Eigen::Dynamic, 1>>;
+  using MatGrad = Eigen::Map<Matrix<Scalar>>;
+  using VecGrad = Eigen::Map<Eigen::Matrix<Scalar, Eigen::Dynamic, 1>>;
+
+  MatMap weight(Params<Scalar> p, Index k) const {
+    const auto& L = layers_[k];
+    return MatMap(p.data() + L.offset, L.out, L.in);
+  }
+  VecMap bias(Params<Scalar> p, Index k) const {
+    const auto& L = layers_[k];
+    return VecMap(p.data() + L.offset + L.out * L.in, L.out);
+  }
+  MatGrad weight_grad(Grads<Scalar> g, Index k) const {
+    const auto& L = layers_[k];
+    return MatGrad(g.data() + L.offset, L.out, L.in);
+  }
+  VecGrad bias_grad(Grads<Scalar> g, Index k) const {
+    const auto& L = layers_[k];
+    return VecGrad(g.data() + L.offset + L.out * L.in, L.out);
+  }
+
+  Index in_ = 0, out_ = 1;
+  MLPConfig config_{};
+  std::vector<Dense> layers_;
+  Index num_params_ = 0;
+};
+
+}  // namespace fort
