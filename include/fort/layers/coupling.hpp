@@ -156,10 +156,11 @@ class Coupling {
   template <bool Forward>
   void backward(Params<Scalar> p, const Cache& cache, ConstBatchRef<Scalar, Dim> dL_dout,
                 ConstVectorRef<Scalar> dL_dld, BatchRef<Scalar, Dim> dL_din, Grads<Scalar> dL_dp) const {
-    const Index n = cache.input.rows();
+    const Index n = dL_dout.rows();
     check_params(p.size());
     check_params(dL_dp.size());
-    detail::require(cache.theta.rows() == n, where(), "backward called without a recorded forward pass");
+    detail::require(cache.input.rows() == n && cache.theta.rows() == n, where(),
+                    "backward called without a recorded forward pass on a batch of ", n, " rows");
     detail::require_shape(dL_dout, n, dim(), where(), "dL/d(output)");
     detail::require_shape(dL_din, n, dim(), where(), "dL/d(input)");
     detail::require(dL_dld.size() == n, where(), "dL/dlog_det has ", dL_dld.size(), " entries, expected ", n);
