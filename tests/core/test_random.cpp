@@ -80,3 +80,10 @@ TEST_CASE("random_permutation is a seeded permutation", "[core][random]") {
   CHECK(*seen.begin() == 0);
   CHECK(*seen.rbegin() == 99);
 }
+
+TEST_CASE("mul_high is the high word of the 128-bit product", "[core][random]") {
+  CHECK(detail::mul_high(~0ull, ~0ull) == ~0ull - 1);
+  CHECK(detail::mul_high(1ull << 32, 1ull << 32) == 1);
+  CHECK(detail::mul_high(0x123456789ABCDEFull, 0xFEDCBA9876543210ull) == 0x121FA00AD77D742ull);
+  CHECK(detail::mul_high(12345, 678) == 0);
+}

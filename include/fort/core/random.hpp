@@ -46,6 +46,14 @@ FORT_HOST_DEVICE inline std::uint64_t mix64(std::uint64_t z) {
   return z ^ (z >> 31);
 }
 
+/// High 64 bits of a 64x64-bit product, portably (no __int128).
+FORT_HOST_DEVICE inline std::uint64_t mul_high(std::uint64_t a, std::uint64_t b) {
+  const std::uint64_t a_lo = a & 0xFFFFFFFFull, a_hi = a >> 32, b_lo = b & 0xFFFFFFFFull, b_hi = b >> 32;
+  const std::uint64_t lo_lo = a_lo * b_lo, hi_lo = a_hi * b_lo, lo_hi = a_lo * b_hi, hi_hi = a_hi * b_hi;
+  const std::uint64_t cross = (lo_lo >> 32) + (hi_lo & 0xFFFFFFFFull) + lo_hi;
+  return hi_hi + (hi_lo >> 32) + (cross >> 32);
+}
+
 /// 53 random bits to a double strictly inside (0, 1), so log() never sees 0.
 FORT_HOST_DEVICE inline double open_unit(std::uint64_t bits) {
   return (double(bits >> 11) + 0.5) * (1.0 / 9007199254740992.0);
@@ -94,7 +102,7 @@ class Random {
   FORT_HOST_DEVICE std::uint64_t below(std::uint64_t n, std::uint64_t k) const {
     const auto b = block(k);
     const std::uint64_t bits = (std::uint64_t(b.v[0]) << 32) | b.v[1];
-    return static_cast<std::uint64_t>((static_cast<unsigned __int128>(bits) * n) >> 64);
+    return detail::mul_high(bits, n);
   }
 
   /// Fills `out` with normals scaled by `scale`, using draws offset .. offset + size - 1.

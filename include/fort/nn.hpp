@@ -1,0 +1,5 @@
+#pragma once
+/// \file
+/// fort neural-network building blocks (conditioners).
+#include "fort/nn/activation.hpp"
+#include "fort/nn/mlp.hpp"
