@@ -9,3 +9,8 @@
 #include "fort/nn.hpp"
 #include "fort/layers.hpp"
 #include "fort/flows.hpp"
+#include "fort/train.hpp"
+#include "fort/targets.hpp"
+#include "fort/io.hpp"
+#include "fort/metrics/density.hpp"
+#include "fort/data/standardize.hpp"

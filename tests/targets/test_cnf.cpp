@@ -328,7 +328,7 @@ TEST_CASE("flow matching is bit-identical for a seed", "[targets][cnf]") {
   cfg.mlp = MLPConfig{16, 2, Activation::silu, false};
   const VelocityMLP<double> f(2, cfg);
   const Batch<double> data = normal_batch(100, 2, 5);
-  for (Coupling c : {Coupling::independent, Coupling::minibatch_ot}) {
+  for (PairCoupling c : {PairCoupling::independent, PairCoupling::minibatch_ot}) {
     FlowMatchingOptions o;
     o.steps = 30;
     o.batch_size = 32;  // 30·32 rows: several epochs, batches straddling them
@@ -360,7 +360,7 @@ TEST_CASE("minibatch-OT coupling pairs noise and data by exact OT", "[targets][c
   o.steps = 1;
   o.batch_size = 64;
   const double independent = train_flow_matching(f, data, o).loss[0];
-  o.coupling = Coupling::minibatch_ot;
+  o.coupling = PairCoupling::minibatch_ot;
   const double ot = train_flow_matching(f, data, o).loss[0];
   CHECK(ot < 0.5 * independent);
 }
@@ -395,7 +395,7 @@ TEST_CASE("flow matching learns the map between two Gaussians", "[targets][cnf]"
     exact_lp[i] = lp;
   }
 
-  for (Coupling c : {Coupling::independent, Coupling::minibatch_ot}) {
+  for (PairCoupling c : {PairCoupling::independent, PairCoupling::minibatch_ot}) {
     o.coupling = c;
     const auto r = train_flow_matching(f, data, o);
     INFO("coupling " << to_string(c) << ", final loss " << r.final_loss() << ", " << r.seconds << " s");

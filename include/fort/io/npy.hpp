@@ -8,11 +8,9 @@
 /// for float and `'<f8'` for double; 2-D shape `(N, D)` for matrices, `(N,)` for `Vector<S>`.
 /// The bytes are identical to what `numpy.save` (numpy >= 1.24) writes for the same array.
 ///
-/// Writes are atomic: the bytes go to a temporary file in the target's directory
-/// (`<path>.tmp.<random>`), which is flushed, closed, checked and then renamed over the target.
-/// A failed write removes the temporary and throws, leaving any previous file untouched. (The
-/// standard library has no fsync, so this protects against crashes of the process, not against
-/// power loss.)
+/// Writes are atomic (`fort/io/atomic_file.hpp`): the bytes go to a temporary file in the
+/// target's directory (`<path>.tmp.<random>`), which is renamed over the target only when
+/// complete. A failed write removes the temporary and throws, leaving any previous file untouched.
 ///
 /// Errors: every problem throws `fort::Error` naming the file, what was wrong and what was
 /// expected: missing file, bad magic string, unsupported format version, malformed header
@@ -23,14 +21,12 @@
 /// Cost: O(file size) time; reading holds the raw data once in addition to the result.
 
 #include <algorithm>
-#include <atomic>
 #include <bit>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
-#include <random>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -38,6 +34,7 @@
 
 #include "fort/core/error.hpp"
 #include "fort/core/types.hpp"
+#include "fort/io/atomic_file.hpp"
 
 namespace fort {
 
@@ -276,18 +273,6 @@ void npy_convert(const unsigned char* raw, std::size_t count, S* out) {
   }
 }
 
-/// Process-unique, hard-to-guess suffix for temporary files: random_device mixed with a counter
-/// so that two writers in one process never pick the same name.
-inline std::string npy_temp_suffix() {
-  static std::atomic<std::uint64_t> counter{0};
-  std::random_device device;
-  const std::uint64_t r = (std::uint64_t(device()) << 32) ^ device() ^ (counter.fetch_add(1) * 0x9E3779B97F4A7C15ull);
-  static constexpr char hex[] = "0123456789abcdef";
-  std::string s = ".tmp.";
-  for (int k = 0; k < 16; ++k) s += hex[(r >> (4 * k)) & 15];
-  return s;
-}
-
 template <class S>
 constexpr const char* npy_descr() {
   static_assert(std::is_same_v<S, float> || std::is_same_v<S, double>, "write_npy supports float and double");
@@ -318,11 +303,6 @@ inline std::string npy_header(const char* descr, const std::vector<Index>& shape
 template <class S, class Derived>
 void write_npy_impl(const std::filesystem::path& path, const Eigen::DenseBase<Derived>& m,
                     const std::vector<Index>& shape) {
-  constexpr std::string_view where = "write_npy";
-  namespace fs = std::filesystem;
-  detail::require(!path.empty(), where, "empty path");
-  const fs::path tmp = fs::path(path.string() + npy_temp_suffix());
-
   std::string bytes = npy_header(npy_descr<S>(), shape);
   const std::size_t header_size = bytes.size();
   bytes.resize(header_size + std::size_t(m.size()) * sizeof(S));
@@ -336,29 +316,7 @@ void write_npy_impl(const std::filesystem::path& path, const Eigen::DenseBase<De
       for (std::size_t b = 0; b < sizeof(S); ++b) out[k * sizeof(S) + b] = static_cast<unsigned char>(bits >> (8 * b));
     }
 
-  auto fail = [&](std::string_view what) {
-    std::error_code ignored;
-    fs::remove(tmp, ignored);
-    throw Error(where, concat("'", path.string(), "': ", what, "; any existing file was left unchanged"));
-  };
-  {
-    std::ofstream file(tmp, std::ios::binary | std::ios::trunc);
-    if (!file) {
-      std::error_code ec;
-      const fs::path parent = path.parent_path().empty() ? fs::path(".") : path.parent_path();
-      if (!fs::is_directory(parent, ec))
-        fail(concat("directory '", parent.string(), "' does not exist"));
-      fail(concat("cannot create temporary file '", tmp.string(), "' (is the directory writable?)"));
-    }
-    file.write(bytes.data(), std::streamsize(bytes.size()));
-    file.flush();
-    if (!file) fail(concat("writing temporary file '", tmp.string(), "' failed (disk full?)"));
-    file.close();
-    if (file.fail()) fail(concat("closing temporary file '", tmp.string(), "' failed"));
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) fail(concat("cannot rename temporary file over the target (", ec.message(), ")"));
+  write_file_atomically(path, bytes, "write_npy");
 }
 
 }  // namespace detail

@@ -91,6 +91,11 @@ class SquaredEuclideanCost {
     Eigen::RowVectorXd mean = Eigen::RowVectorXd::Zero(dim_);
     for (Index i = 0; i < n_; ++i) mean += x0.row(i).template cast<double>() + x1.row(i).template cast<double>();
     mean /= double(2 * n_);
+    if (!mean.allFinite()) {  // the plain sum overflowed (coordinates near the double limit)
+      mean.setZero();
+      for (Index i = 0; i < n_; ++i)
+        mean += x0.row(i).template cast<double>() / double(2 * n_) + x1.row(i).template cast<double>() / double(2 * n_);
+    }
     x0_.resize(n_, dim_);
     x1t_.resize(dim_, n_);
     double max_sq = 0.0;
@@ -100,7 +105,8 @@ class SquaredEuclideanCost {
       max_sq = std::max({max_sq, x0_.row(i).squaredNorm(), x1t_.col(i).squaredNorm()});
     }
     // Every cost is at most (|a| + |b|)² ≤ 4 max|x|², and potentials sum up to N of them.
-    require(std::isfinite(4.0 * max_sq * double(n_)), where,
+    // allFinite: a NaN from inf − inf must not slip past the comparison in std::max.
+    require(x0_.allFinite() && x1t_.allFinite() && std::isfinite(4.0 * max_sq * double(n_)), where,
             "coordinates are too large: squared distances would overflow double (largest squared norm "
             "after centering is ",
             max_sq, "); rescale the data");
@@ -555,8 +561,16 @@ class AssignmentSolver {
       if (theta_[i] < inf) push(delta + std::max(0.0, theta_[i] - base), n_ + i);
     };
 
-    // Distances from the free row start at w_fj itself (any common offset would do).
-    scan_row(f, 0.0, 0.0);
+    // Distances from the free row start at w_fj − base_f for a common offset base_f (any offset
+    // works) that must not exceed any w_fj, or the clamp in scan_row would shorten paths through
+    // negative w_fj. Those occur after the warm start, whose prices need not satisfy w ≥ 0.
+    // The smallest listed w, or θ_f if smaller, is such a lower bound on the row minimum.
+    double base_f = theta_[f];
+    for (Index s = 0; s < k_; ++s) {
+      const std::size_t at = std::size_t(f * k_ + s);
+      base_f = std::min(base_f, cand_cost_[at] - v_[cand_col_[at]]);
+    }
+    scan_row(f, 0.0, base_f);
     while (true) {
       require(!heap_.empty(), where_, "internal error: no augmenting path (please report)");
       std::pop_heap(heap_.begin(), heap_.end(), std::greater<>());

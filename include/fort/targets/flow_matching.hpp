@@ -61,14 +61,14 @@
 
 namespace fort {
 
-enum class Coupling { independent, minibatch_ot };
+enum class PairCoupling { independent, minibatch_ot };
 
-inline std::string to_string(Coupling c) { return c == Coupling::independent ? "independent" : "minibatch_ot"; }
+inline std::string to_string(PairCoupling c) { return c == PairCoupling::independent ? "independent" : "minibatch_ot"; }
 
-inline Coupling parse_coupling(std::string_view name) {
-  if (name == "independent") return Coupling::independent;
-  if (name == "minibatch_ot" || name == "ot") return Coupling::minibatch_ot;
-  throw Error("Coupling", detail::concat("unknown coupling '", name, "', expected independent or minibatch_ot"));
+inline PairCoupling parse_coupling(std::string_view name) {
+  if (name == "independent") return PairCoupling::independent;
+  if (name == "minibatch_ot" || name == "ot") return PairCoupling::minibatch_ot;
+  throw Error("parse_coupling", detail::concat("unknown coupling '", name, "', expected independent or minibatch_ot"));
 }
 
 struct FlowMatchingOptions {
@@ -80,7 +80,7 @@ struct FlowMatchingOptions {
   double min_lr = 0.0;
   double clip_norm = 0.0;         ///< global gradient-norm clip (0 = off)
   double ema_decay = 0.0;         ///< parameter EMA (0 = off); the result then holds the EMA
-  Coupling coupling = Coupling::independent;
+  PairCoupling coupling = PairCoupling::independent;
   std::uint64_t seed = 0;
 
   void validate() const {
@@ -179,7 +179,7 @@ FlowMatchingResult<S> train_flow_matching(const VelocityMLP<S>& field, std::type
     const Random times = Random(options.seed, 3).child(std::uint64_t(s));
     for (Index i = 0; i < B; ++i) t[i] = S(times.uniform(std::uint64_t(i)));
 
-    if (options.coupling == Coupling::minibatch_ot && B > 1) {
+    if (options.coupling == PairCoupling::minibatch_ot && B > 1) {
       for (Index i = 0; i < B; ++i) x1.row(i) = data.row(rows[std::size_t(i)]);
       const AssignmentResult a = ot_assignment(x0, x1);
       Batch<S> paired(B, D);
