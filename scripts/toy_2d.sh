@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Main job: FORT against maximum likelihood on 2-D data, end to end with the `fort` command.
+# Toy job: FORT against maximum likelihood on 2-D data, end to end with the `fort` command.
 #
 # For each data set (two moons, eight Gaussians, checkerboard) it writes training and held-out
 # points, trains the same spline-coupling flow three ways — MLE, FORT with exact OT targets and
@@ -17,8 +17,8 @@ if [ "${FORT_SMOKE:-0}" = 1 ]; then
   : "${DATASETS:=moons}" "${N_TRAIN:=1000}" "${N_TEST:=500}" "${STEPS:=60}" "${TEACHER_STEPS:=60}"
   : "${WIDTH:=32}" "${OUT:=out/2d-smoke}"
 fi
-: "${DATASETS:=moons 8gaussians checkerboard}" "${N_TRAIN:=10000}" "${N_TEST:=5000}"
-: "${STEPS:=3000}" "${TEACHER_STEPS:=3000}" "${WIDTH:=128}" "${ARCH:=spline}" "${OUT:=out/2d}"
+: "${DATASETS:=moons 8gaussians checkerboard}" "${N_TRAIN:=20000}" "${N_TEST:=5000}"
+: "${STEPS:=8000}" "${TEACHER_STEPS:=8000}" "${WIDTH:=128}" "${ARCH:=spline}" "${OUT:=out/2d}" "${EXTRA:=}"
 
 need_apt=""
 command -v cmake > /dev/null || need_apt="$need_apt cmake build-essential"
@@ -41,7 +41,7 @@ FORT="$ROOT/build/examples/fort"
 mkdir -p "$OUT"
 RESULTS="$OUT/eval.txt"
 : > "$RESULTS"
-common=(--arch "$ARCH" --layers 8 --width "$WIDTH" --depth 2 --steps "$STEPS" --batch 256 --quiet)
+common=(--arch "$ARCH" --layers 8 --width "$WIDTH" --depth 2 --steps "$STEPS" --batch 256 --ot-exact-max 20000 --quiet $EXTRA)
 for ds in $DATASETS; do
   echo "== $ds: data ($N_TRAIN train, $N_TEST held out)"
   "$FORT" data --name "$ds" --n "$N_TRAIN" --seed 1 --out "$OUT/$ds-train.npy"
