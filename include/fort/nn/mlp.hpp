@@ -77,6 +77,8 @@ class MLP {
 
   /// y = MLP(x). Records activations into `cache` when given.
   void forward(Params<Scalar> p, const Matrix<Scalar>& x, Matrix<Scalar>& y, Cache* cache = nullptr) const {
+    check_params(p.size());
+    detail::require(x.cols() == in_, "MLP", "input has ", x.cols(), " columns, expected ", in_);
     const Index n = x.rows();
     Matrix<Scalar> h = x, z;
     if (cache) {
@@ -107,6 +109,11 @@ class MLP {
   /// Given dL/dy, accumulates dL/dparams into `dL_dp` and writes dL/dx (if `dL_dx` is non-null).
   void backward(Params<Scalar> p, const Cache& cache, const Matrix<Scalar>& dL_dy, Matrix<Scalar>* dL_dx,
                 Grads<Scalar> dL_dp) const {
+    check_params(p.size());
+    check_params(dL_dp.size());
+    detail::require(dL_dy.cols() == out_ && Index(cache.inputs.size()) == num_layers(), "MLP",
+                    "backward needs dL/dy with ", out_, " columns and a cache recorded by forward; got ",
+                    dL_dy.cols(), " columns and a cache of ", cache.inputs.size(), " layers");
     Matrix<Scalar> g = dL_dy, dz;
     for (Index k = num_layers() - 1; k >= 0; --k) {
       const auto& L = layers_[k];
