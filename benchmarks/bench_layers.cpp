@@ -7,12 +7,19 @@
 //                     forward pass runs once before the timed loop
 //   backward_inverse  Layer::backward_inverse alone (MLE direction), likewise
 // Flows: Flow<Affine|Spline>/<scalar>/<op>/D:66[/batch:<n>], 8 × (coupling, random permutation).
-// Reference: GEMM/<scalar>/in:<k>/out:<m>/batch:<n>, the conditioner's dense-layer products.
+// Training: TrainStep/<Affine|Spline>/<scalar>/D:66/batch:<n>, one FORT step (regression loss,
+//   forward with cache, backward, AdamW) on the flows above, one thread, chunk_rows = batch.
+// CNF targets: CNFTargets/<scalar>/D:66/N:<n>, cnf_transport with a VelocityMLP (width 128,
+//   depth 2, SiLU) and RK4 with 20 steps (80 velocity evaluations per row).
+// Reference: GEMM/<scalar>/in:<k>/out:<m>/batch:<n>, the conditioner's dense-layer products, and
+//   GEMMStep/<scalar>/out:<m>/batch:<n>, the products of one conditioner's forward + backward
+//   (Z = H·Wᵀ, dW += Gᵀ·H, dH = G·W per layer): the ceiling for a training step.
 //
 // items_per_second = samples/s. Coupling layers, flows and GEMM also report GFLOP/s, counting
 // only the conditioner's dense products, 2·in·out flops per dense layer per sample:
 //   F = 2·(in·w + (depth − 1)·w·w + w·out)   (depth ≥ 1; in = |passed|, out = |transformed|·k)
-// forward and inverse cost F per sample; a backward pass costs 2F (dL/dW and dL/dh per layer).
+// forward and inverse cost F per sample; a backward pass costs 2F (dL/dW and dL/dh per layer); a
+// training step 3F.
 // Bias, activation, gather/scatter and the element transforms are not counted.
 #include <benchmark/benchmark.h>
 
@@ -23,6 +30,7 @@
 #include <vector>
 
 #include "fort/fort.hpp"
+#include "fort/targets.hpp"
 
 using namespace fort;
 
@@ -251,6 +259,64 @@ void register_flows() {
   register_flow("FlowSpline", [] { return make_flow<SplineCoupling<S>>(kSplineBins); });
 }
 
+// ---- training step and CNF targets -------------------------------------------------------------
+
+/// One FORT step as the trainer does it (detail::BatchEvaluator + AdamW), one thread, one chunk.
+template <class MakeFlow>
+void register_train_step(const std::string& name, MakeFlow make) {
+  using F = decltype(make());
+  using S = typename F::Scalar;
+  auto* b = benchmark::RegisterBenchmark((std::string("TrainStep/") + name + "/" + scalar_name<S>()).c_str(),
+                                         [make](benchmark::State& st) {
+    F flow = make();
+    const Index n = st.range(1);
+    const Batch<S> x0 = flow.sample_base(n, Random(12));
+    Batch<S> x1(n, flow.dim());
+    Random(13).fill_normal(span_of(x1));
+    detail::BatchEvaluator evaluate(flow, 1, n, n);
+    Adam<S> adam(flow.num_params(), AdamOptions::adamw());
+    Vector<S> grad(flow.num_params());
+    std::uint64_t step = 0;
+    for (auto _ : st) {
+      const LossTerms t = evaluate(flow.param_span(), x0, x1, LossOptions{}, step++, &grad);
+      adam.step(flow.params(), grad);
+      benchmark::DoNotOptimize(t.total);
+    }
+    set_rates(st, n, 3.0 * double(n) * flow_flops(flow));
+  });
+  for (long n : {256L, 1024L}) b->Args({kFlowDim, n});
+  b->ArgNames({"D", "batch"});
+}
+
+template <class S>
+void register_train_steps() {
+  register_train_step("Affine", [] { return make_flow<AffineCoupling<S>>(); });
+  register_train_step("Spline", [] { return make_flow<SplineCoupling<S>>(kSplineBins); });
+}
+
+/// CNF target generation: x1 = x0 + ∫ v dt with RK4 (20 steps), one thread.
+template <class S>
+void register_cnf_targets() {
+  auto* b = benchmark::RegisterBenchmark((std::string("CNFTargets/") + scalar_name<S>()).c_str(),
+                                         [](benchmark::State& st) {
+    const Index d = st.range(0), n = st.range(1);
+    const VelocityMLP<S> field(d);
+    Vector<S> p(field.num_params());
+    field.init_params(span_of(p), Random(1));
+    const Batch<S> x0 = detail::sample_standard_normal<S>(n, d, 2);
+    const CnfOptions opt;  // RK4, 20 steps, batch 1024, 1 thread
+    for (auto _ : st) {
+      const Batch<S> x1 = cnf_transport(field.bind(p), x0, opt);
+      benchmark::DoNotOptimize(x1.data());
+    }
+    // 80 velocity evaluations per row, each 2·(in·w + w·w + w·d) flops (in = d + 1, w = 128).
+    const double w = 128, in = double(d + 1);
+    set_rates(st, n, 80.0 * double(n) * 2.0 * (in * w + w * w + w * double(d)));
+  });
+  b->Args({kFlowDim, 4096});
+  b->ArgNames({"D", "N"});
+}
+
 // ---- GEMM reference ---------------------------------------------------------------------------
 
 /// The conditioner's product exactly as MLP::forward computes it: Z[n, out] = H[n, in] · Wᵀ with
@@ -277,6 +343,40 @@ void register_gemm() {
   b->ArgNames({"in", "out", "batch"});
 }
 
+/// One conditioner's forward and backward products (width 64, depth 2, in = 33): the practical
+/// ceiling for a training step (3F flops per sample).
+template <class S>
+void register_gemm_step() {
+  auto* b = benchmark::RegisterBenchmark((std::string("GEMMStep/") + scalar_name<S>()).c_str(), [](benchmark::State& st) {
+    const Index out = st.range(0), n = st.range(1), w = kConditioner.width, in = 33;
+    const Index ins[3] = {in, w, w}, outs[3] = {w, w, out};
+    std::vector<Matrix<S>> H, W, Z, G, dW, dH;
+    for (int k = 0; k < 3; ++k) {
+      H.emplace_back(Matrix<S>::Random(n, ins[k]));
+      W.emplace_back(Matrix<S>::Random(outs[k], ins[k]));
+      Z.emplace_back(n, outs[k]);
+      G.emplace_back(Matrix<S>::Random(n, outs[k]));
+      dW.emplace_back(Matrix<S>::Zero(outs[k], ins[k]));
+      dH.emplace_back(n, ins[k]);
+    }
+    double flops = 0;
+    for (int k = 0; k < 3; ++k) flops += 6.0 * double(n * ins[k] * outs[k]);
+    for (auto _ : st) {
+      for (int k = 0; k < 3; ++k) Z[k].noalias() = H[k] * W[k].transpose();
+      for (int k = 2; k >= 0; --k) {
+        dW[k].noalias() += G[k].transpose() * H[k];
+        dH[k].noalias() = G[k] * W[k];
+      }
+      benchmark::DoNotOptimize(dH[0].data());
+      benchmark::ClobberMemory();
+    }
+    set_rates(st, n, flops);
+  });
+  for (long n : {256L, 1024L})
+    for (long out : {66L, 33L * (3 * long(kSplineBins) - 1)}) b->Args({out, n});
+  b->ArgNames({"out", "batch"});
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -284,8 +384,14 @@ int main(int argc, char** argv) {
   register_layers<double>();
   register_flows<float>();
   register_flows<double>();
+  register_train_steps<float>();
+  register_train_steps<double>();
+  register_cnf_targets<float>();
+  register_cnf_targets<double>();
   register_gemm<float>();
   register_gemm<double>();
+  register_gemm_step<float>();
+  register_gemm_step<double>();
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

@@ -13,4 +13,7 @@
 #include "fort/targets.hpp"
 #include "fort/io.hpp"
 #include "fort/metrics/density.hpp"
+#include "fort/metrics/importance.hpp"
+#include "fort/metrics/torus.hpp"
+#include "fort/metrics/wasserstein_1d.hpp"
 #include "fort/data/standardize.hpp"

@@ -102,13 +102,20 @@ class Adam {
     const S step_size = S(lr / c1);
     const S inv_sqrt_c2 = S(1.0 / std::sqrt(c2));
     const S eps = S(opt_.eps);
-    for (Index k = 0; k < m_.size(); ++k) {
-      const S g = coupled ? grad[k] + wd * params[k] : grad[k];
-      m_[k] = b1 * m_[k] + (S(1) - b1) * g;
-      v_[k] = b2 * v_[k] + (S(1) - b2) * g * g;
-      if (decoupled) params[k] *= decay;
-      params[k] -= step_size * m_[k] / (std::sqrt(v_[k]) * inv_sqrt_c2 + eps);
+    // Array expressions, one per case, so that the update vectorises (same operations, same order).
+    auto m = m_.array();
+    auto v = v_.array();
+    auto th = params.array();
+    const auto g = grad.array();
+    if (coupled) {
+      m = b1 * m + (S(1) - b1) * (g + wd * th);
+      v = b2 * v + (S(1) - b2) * (g + wd * th) * (g + wd * th);
+    } else {
+      m = b1 * m + (S(1) - b1) * g;
+      v = b2 * v + (S(1) - b2) * g * g;
     }
+    if (decoupled) th *= decay;
+    th -= step_size * m / (v.sqrt() * inv_sqrt_c2 + eps);
   }
 
   /// Forgets the moments and the step count (e.g. after loading new parameters).

@@ -29,7 +29,7 @@ class AffineTransform {
                     "log_scale_bound must be finite and >= 0, got ", log_scale_bound);
   }
 
-  Index params_per_dim() const { return 2; }
+  FORT_HOST_DEVICE Index params_per_dim() const { return 2; }
   std::string name() const { return "Affine"; }
   std::string signature() const { return detail::concat("affine(bound=", double(bound_), ")"); }
   S log_scale_bound() const { return bound_; }
@@ -79,7 +79,7 @@ class AdditiveTransform {
     S dy_dx, dlog_det_dx;
   };
 
-  Index params_per_dim() const { return 1; }
+  FORT_HOST_DEVICE Index params_per_dim() const { return 1; }
   std::string name() const { return "Additive"; }
   std::string signature() const { return "additive"; }
 
