@@ -47,7 +47,12 @@ def main():
             if wt is not None and wt.sum() <= 0:
                 ax.set_title(title + " (no weight)")
                 continue
-            ax.hist2d(a[:, 0], a[:, 1], bins=[bins, bins], weights=wt, density=True, norm=LogNorm(), cmap="viridis")
+            h, _, _ = np.histogram2d(a[:, 0], a[:, 1], bins=[bins, bins], weights=wt, density=True)
+            # Three decades below each panel's peak: with importance weights spanning hundreds of
+            # decades, an automatic log scale would paint every bin that holds any sample alike.
+            top = h.max()
+            h = np.ma.masked_less(h, top * 1e-3)
+            ax.pcolormesh(bins, bins, h.T, norm=LogNorm(vmin=top * 1e-3, vmax=top), cmap="viridis")
             ax.set_title(title, fontsize=9)
             ax.set_xlabel("phi")
             ax.set_ylabel("psi")
