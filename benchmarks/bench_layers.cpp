@@ -303,7 +303,7 @@ void register_cnf_targets() {
     const VelocityMLP<S> field(d);
     Vector<S> p(field.num_params());
     field.init_params(span_of(p), Random(1));
-    const Batch<S> x0 = detail::sample_standard_normal<S>(n, d, 2);
+    const Batch<S> x0 = sample_standard_normal<S>(n, d, 2);
     const CnfOptions opt;  // RK4, 20 steps, batch 1024, 1 thread
     for (auto _ : st) {
       const Batch<S> x1 = cnf_transport(field.bind(p), x0, opt);
