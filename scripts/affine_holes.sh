@@ -3,7 +3,7 @@
 # sends far out in noise space, with huge NLL. This script measures the effect and what reduces
 # it: one data set, the same architecture, MLE against FORT-OT / FORT-CNF with the log-det
 # regulariser, the forward-backward regulariser, target noise and the hybrid beta*NLL term.
-# Prints one table (results in $OUT/results.md). Takes about 15 minutes on 2 cores.
+# Prints one table (results in $OUT/results.md). Takes about 7 minutes on 2 cores.
 #
 # Environment: DATASET (default 8gaussians), N_TRAIN, N_TEST, STEPS, WIDTH, OUT, FORT (a built
 # `fort` binary; default build/examples/fort, built if missing).
