@@ -65,6 +65,7 @@ void declare_training(Args& a) {
       .value("teacher-width", "128", "CNF targets: teacher velocity MLP width")
       .value("teacher-depth", "2", "CNF targets: teacher velocity MLP hidden layers (<= 2: exact divergence in closed form)")
       .value("teacher-lr", "1e-3", "CNF targets: teacher learning rate")
+      .value("teacher-time-frequencies", "0", "CNF targets: K Fourier features sin/cos(2 pi k t), k = 1..K, of the time input (0 = plain t)")
       .value("teacher-coupling", "independent", "CNF targets: flow-matching coupling, independent or minibatch_ot")
       .value("ode-steps", "50", "CNF targets: RK4 steps from noise to data")
       .value("teacher-out", "", "CNF targets: also save the teacher (for `fort eval --teacher`)")
@@ -140,6 +141,7 @@ int train_flow(Flow& flow, const Args& a, const Architecture& arch, const fort::
       fort::VelocityConfig vc;
       vc.mlp = fort::MLPConfig{a.integer("teacher-width", 1, 65536), a.integer("teacher-depth", 0, 64),
                                fort::Activation::silu, false};
+      vc.time_frequencies = a.integer("teacher-time-frequencies", 0, 64);
       const fort::VelocityMLP<S> field(D, vc);
       fort::FlowMatchingOptions fm;
       fm.steps = a.integer("teacher-steps", 1, 1ll << 40);
@@ -163,6 +165,7 @@ int train_flow(Flow& flow, const Args& a, const Architecture& arch, const fort::
                     {"fort.dim", std::to_string(D)},
                     {"fort.teacher_width", std::to_string(vc.mlp.width)},
                     {"fort.teacher_depth", std::to_string(vc.mlp.depth)},
+                    {"fort.teacher_time_frequencies", std::to_string(vc.time_frequencies)},
                     {"fort.shift", meta["fort.shift"]},
                     {"fort.scale", meta["fort.scale"]}};
         save_teacher(a.str("teacher-out"), field, teacher.params, tm);

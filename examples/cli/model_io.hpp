@@ -90,6 +90,8 @@ inline LoadedTeacher load_teacher(const std::string& path) {
   fort::VelocityConfig vc;
   vc.mlp = fort::MLPConfig{fort::Index(std::stoll(m.at("fort.teacher_width"))),
                            fort::Index(std::stoll(m.at("fort.teacher_depth"))), fort::Activation::silu, false};
+  // Absent in files written before the option existed: those teachers used plain t.
+  if (m.count("fort.teacher_time_frequencies")) vc.time_frequencies = std::stoll(m.at("fort.teacher_time_frequencies"));
   TeacherModel<double> model{fort::VelocityMLP<double>(dim, vc), fort::Vector<double>()};
   model.parameters.resize(model.field.num_params());
   fort::load_model(path, model);
