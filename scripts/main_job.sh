@@ -29,7 +29,7 @@ elif [ "${FORT_LONG:-0}" = 1 ]; then
   : "${AFFINE_FORT_STEPS:=30000}" "${AFFINE_CNF_STEPS:=25000}" "${AFFINE_TEACHER_STEPS:=20000}"
   : "${SPLINE_MLE_STEPS:=6000}" "${SPLINE_FORT_STEPS:=7000}" "${SPLINE_CNF_STEPS:=6000}" "${SPLINE_TEACHER_STEPS:=20000}"
 fi
-# Defaults (docs/alanine.md, "Time budget"): about one minute of training per model on 2 cores,
+# Defaults (docs/alanine.md, section 5): about one minute of training per model on 2 cores,
 # with step counts chosen so that MLE, FORT-OT and FORT-CNF (teacher + pairs + student) get the
 # same wall time (measured 2026-12-04: affine MLE 88 steps/s, spline MLE 25 steps/s).
 : "${N_TRAIN:=10000}" "${N_TEST:=5000}" "${STRIDE:=250}" "${EQUIL:=50000}" "${MD_SEED:=1}" "${OUT:=out/alanine}"
@@ -44,6 +44,7 @@ job_start=$(date +%s)
 need_apt=""
 command -v cmake > /dev/null || need_apt="$need_apt cmake"
 command -v g++ > /dev/null || need_apt="$need_apt g++"
+command -v make > /dev/null || need_apt="$need_apt make"  # cmake only recommends it
 [ -f /usr/include/eigen3/Eigen/Core ] || need_apt="$need_apt libeigen3-dev"
 [ -f /usr/include/OpenMM.h ] || need_apt="$need_apt libopenmm-dev"
 [ -d /usr/lib/x86_64-linux-gnu/openmm/plugins ] || ls /usr/lib/*/openmm/plugins > /dev/null 2>&1 || need_apt="$need_apt libopenmm-plugins"

@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 need_apt=""
 command -v cmake > /dev/null || need_apt="$need_apt cmake"
 command -v g++ > /dev/null || need_apt="$need_apt g++"
+command -v make > /dev/null || need_apt="$need_apt make"  # cmake only recommends it
 [ -f /usr/include/eigen3/Eigen/Core ] || need_apt="$need_apt libeigen3-dev"
 [ -f /usr/include/catch2/catch.hpp ] || need_apt="$need_apt catch2"
 if [ -n "$need_apt" ]; then

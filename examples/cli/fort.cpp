@@ -6,7 +6,7 @@
 //   fort eval   --model model.safetensors --data test.npy
 //
 // Each subcommand documents its options under --help. Any error prints one line
-// ("fort: <what>") and exits with status 1; --help exits with 0, bad usage with 2.
+// ("fort: <what>") and exits with status 1; --help exits with 0; a missing or unknown command with 2.
 #include <fort/fort.hpp>
 
 #include <cstdio>
