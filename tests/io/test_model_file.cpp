@@ -13,38 +13,20 @@
 #include "fort/io/model_file.hpp"
 #include "fort/layers.hpp"
 
+#include "support/temp_files.hpp"
+
 namespace fs = std::filesystem;
 using namespace fort;
 using Catch::Contains;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static std::atomic<int> counter{0};
-    std::random_device rd;
-    path = fs::temp_directory_path() /
-           ("fort_test_model_" + std::to_string(rd()) + "_" + std::to_string(counter.fetch_add(1)));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::permissions(path, fs::perms::owner_all, fs::perm_options::add, ec);
-    fs::remove_all(path, ec);
-  }
-  fs::path operator/(const std::string& name) const { return path / name; }
+/// The I/O tests' temporary directory (tests/support/temp_files.hpp), with this file's prefix.
+struct TempDir : fort::testing::TempDir {
+  TempDir() : fort::testing::TempDir("fort_test_model_") {}
 };
-
-void write_bytes(const fs::path& p, const std::string& bytes) {
-  std::ofstream f(p, std::ios::binary);
-  f.write(bytes.data(), std::streamsize(bytes.size()));
-}
-
-std::string read_bytes(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
+using fort::testing::read_bytes;
+using fort::testing::write_bytes;
 
 std::vector<std::string> list_dir(const fs::path& dir) {
   std::vector<std::string> names;
