@@ -8,7 +8,10 @@
 # matplotlib is available).
 #
 # Environment: FORT_SMOKE=1 runs a tiny version (CI); JOBS sets build parallelism;
-# STEPS, TEACHER_STEPS, N_TRAIN, N_TEST, ARCH, DATASETS override the defaults below.
+# STEPS, TEACHER_STEPS, N_TRAIN, N_TEST, ARCH, DATASETS override the defaults below;
+# TEACHER (extra `fort train` options for the CNF teacher, e.g. "--teacher-batch 1024") and
+# EXTRA (options for every training run) are passed through; METHODS picks a subset of
+# "mle fort-ot fort-cnf".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -19,6 +22,7 @@ if [ "${FORT_SMOKE:-0}" = 1 ]; then
 fi
 : "${DATASETS:=moons 8gaussians checkerboard}" "${N_TRAIN:=20000}" "${N_TEST:=5000}"
 : "${STEPS:=8000}" "${TEACHER_STEPS:=8000}" "${WIDTH:=128}" "${ARCH:=spline}" "${OUT:=out/2d}" "${EXTRA:=}"
+: "${TEACHER:=}"
 
 need_apt=""
 command -v cmake > /dev/null || need_apt="$need_apt cmake build-essential"
@@ -46,19 +50,20 @@ for ds in $DATASETS; do
   echo "== $ds: data ($N_TRAIN train, $N_TEST held out)"
   "$FORT" data --name "$ds" --n "$N_TRAIN" --seed 1 --out "$OUT/$ds-train.npy"
   "$FORT" data --name "$ds" --n "$N_TEST" --seed 2 --out "$OUT/$ds-test.npy"
-  for method in mle fort-ot fort-cnf; do
+  for method in ${METHODS:-mle fort-ot fort-cnf}; do
     model="$OUT/$ds-$method.safetensors"
     start=$SECONDS
     case $method in
       mle) "$FORT" train --data "$OUT/$ds-train.npy" --out "$model" --loss mle "${common[@]}" ;;
       fort-ot) "$FORT" train --data "$OUT/$ds-train.npy" --out "$model" --loss fort --targets ot "${common[@]}" ;;
       fort-cnf) "$FORT" train --data "$OUT/$ds-train.npy" --out "$model" --loss fort --targets cnf \
-        --teacher-steps "$TEACHER_STEPS" --teacher-width "$WIDTH" --teacher-out "$OUT/$ds-teacher.safetensors" "${common[@]}" ;;
+        --teacher-steps "$TEACHER_STEPS" --teacher-width "$WIDTH" --teacher-out "$OUT/$ds-teacher.safetensors" $TEACHER "${common[@]}" ;;
     esac
     secs=$((SECONDS - start))
     "$FORT" eval --model "$model" --data "$OUT/$ds-test.npy" --label "$ds $method train_s=$secs" | tee -a "$RESULTS"
     "$FORT" sample --model "$model" --n "$N_TEST" --seed 3 --out "$OUT/$ds-$method-samples.npy"
   done
+  [[ " ${METHODS:-fort-cnf} " == *" fort-cnf "* ]] && \
   "$FORT" eval --teacher "$OUT/$ds-teacher.safetensors" --data "$OUT/$ds-test.npy" --label "$ds cnf-teacher train_s=-" | tee -a "$RESULTS"
 done
 

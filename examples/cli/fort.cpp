@@ -65,6 +65,7 @@ void declare_training(Args& a) {
       .value("teacher-width", "128", "CNF targets: teacher velocity MLP width")
       .value("teacher-depth", "2", "CNF targets: teacher velocity MLP hidden layers (<= 2: exact divergence in closed form)")
       .value("teacher-lr", "1e-3", "CNF targets: teacher learning rate")
+      .value("teacher-batch", "0", "CNF targets: teacher minibatch size (0 = --batch)")
       .value("teacher-time-frequencies", "0", "CNF targets: K Fourier features sin/cos(2 pi k t), k = 1..K, of the time input (0 = plain t)")
       .value("teacher-coupling", "independent", "CNF targets: flow-matching coupling, independent or minibatch_ot")
       .value("ode-steps", "50", "CNF targets: RK4 steps from noise to data")
@@ -145,7 +146,8 @@ int train_flow(Flow& flow, const Args& a, const Architecture& arch, const fort::
       const fort::VelocityMLP<S> field(D, vc);
       fort::FlowMatchingOptions fm;
       fm.steps = a.integer("teacher-steps", 1, 1ll << 40);
-      fm.batch_size = o.batch_size;
+      const Index teacher_batch = a.integer("teacher-batch", 0, 1ll << 30);
+      fm.batch_size = teacher_batch > 0 ? teacher_batch : o.batch_size;
       fm.optimizer.lr = a.real("teacher-lr", 1e-12, 10);
       fm.cosine_decay = true;
       fm.coupling = fort::parse_coupling(a.choice("teacher-coupling", {"independent", "minibatch_ot"}));

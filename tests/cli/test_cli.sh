@@ -66,11 +66,12 @@ grep -q "holes(nll>5)" "$T/out" && ok || bad "eval --threshold 5 not reflected: 
 expect_ok -- eval --teacher "$T/teacher.safetensors" --data "$T/test.npy"
 # A teacher with Fourier time features is saved with them and reloads to the same network.
 expect_ok -- train --data "$T/train.npy" --out "$T/cnf4.safetensors" --loss fort --targets cnf --teacher-steps 10 \
-  --teacher-width 8 --teacher-time-frequencies 2 --ode-steps 4 --teacher-out "$T/teacher4.safetensors" --steps 5 "${small[@]}"
+  --teacher-width 8 --teacher-time-frequencies 2 --teacher-batch 32 --ode-steps 4 --teacher-out "$T/teacher4.safetensors" --steps 5 "${small[@]}"
 expect_ok -- eval --teacher "$T/teacher4.safetensors" --data "$T/test.npy"
 grep -q "mean_nll=" "$T/out" && ok || bad "teacher with time features: $(cat "$T/out")"
 expect_error 1 "teacher-time-frequencies" -- train --data "$T/train.npy" --out "$T/m.safetensors" --targets cnf \
   --teacher-time-frequencies -1
+expect_error 1 "teacher-batch" -- train --data "$T/train.npy" --out "$T/m.safetensors" --targets cnf --teacher-batch -1
 
 # ---- bad training options and inputs ----------------------------------------------------------
 expect_error 1 "targets" -- train --data "$T/train.npy" --out "$T/m.safetensors" --targets sinkhorn

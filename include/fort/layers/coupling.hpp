@@ -13,6 +13,7 @@
 /// Shapes: x, y [N, D]; log_det [N]. `Dim` is D at compile time or `Dynamic`.
 
 #include <string>
+#include <vector>
 
 #include "fort/core/concepts.hpp"
 #include "fort/layers/mask.hpp"
@@ -27,10 +28,15 @@ class Coupling {
   using Scalar = typename Transform::Scalar;
   static constexpr int Dim = D;
 
+  /// What backward needs from a recorded pass. Kept between calls, its buffers are reused.
   struct Cache {
     Batch<Scalar, Dim> input, output;
     Matrix<Scalar> theta;
     typename MLP<Scalar>::Cache conditioner;
+    /// Per-element partials, row-major [N, transformed], recorded only for RecordsPartials
+    /// transforms; empty otherwise (backward then recomputes them).
+    std::vector<typename Transform::Partials> partials;
+    mutable Matrix<Scalar> dtheta_scratch, dpassed_scratch;  ///< backward scratch, not state
   };
 
   Coupling(Mask mask, MLPConfig conditioner, Transform transform = Transform())
@@ -120,27 +126,44 @@ class Coupling {
                     in.rows());
   }
 
-  Matrix<Scalar> gather_passed(const ConstBatchRef<Scalar, Dim>& x) const {
+  void gather_passed(const ConstBatchRef<Scalar, Dim>& x, Matrix<Scalar>& out) const {
     const auto& idx = mask_.passed();
-    Matrix<Scalar> out(x.rows(), Index(idx.size()));
+    out.resize(x.rows(), Index(idx.size()));
     for (Index i = 0; i < x.rows(); ++i)
       for (Index j = 0; j < Index(idx.size()); ++j) out(i, j) = x(i, idx[j]);
-    return out;
   }
 
   template <bool Forward>
   void apply(Params<Scalar> p, ConstBatchRef<Scalar, Dim> in, BatchRef<Scalar, Dim> out, VectorRef<Scalar> log_det,
              Cache* cache) const {
     check_io(p.size(), in, out, log_det);
-    Matrix<Scalar> theta;
-    mlp_.forward(p, gather_passed(in), theta, cache ? &cache->conditioner : nullptr);
+    // Recording: every buffer is the cache's, so a cache kept between calls allocates nothing.
+    Matrix<Scalar> local_passed, local_theta;
+    Matrix<Scalar>& theta = cache ? cache->theta : local_theta;
+    if (cache) {
+      gather_passed(in, cache->conditioner.input());
+      mlp_.forward_recorded(p, theta, cache->conditioner);
+    } else {
+      gather_passed(in, local_passed);
+      mlp_.forward(p, local_passed, theta);
+    }
     const auto& tr = mask_.transformed();
-    const Index k = transform_.params_per_dim();
+    const Index k = transform_.params_per_dim(), m = Index(tr.size());
+    constexpr bool record_partials = RecordsPartials<Transform>;
+    if (cache && record_partials) cache->partials.resize(std::size_t(in.rows() * m));
     out = in;
     for (Index i = 0; i < in.rows(); ++i) {
       Scalar ld = 0;
-      for (Index j = 0; j < Index(tr.size()); ++j) {
+      for (Index j = 0; j < m; ++j) {
         const Scalar* th = theta.data() + i * theta.cols() + j * k;
+        if constexpr (record_partials) {
+          if (cache) {
+            auto& d = cache->partials[std::size_t(i * m + j)];
+            if constexpr (Forward) d = transform_.forward_partials(in(i, tr[j]), th, out(i, tr[j]), ld);
+            else d = transform_.inverse_partials(in(i, tr[j]), th, out(i, tr[j]), ld);
+            continue;
+          }
+        }
         if constexpr (Forward) transform_.forward(in(i, tr[j]), th, out(i, tr[j]), ld);
         else transform_.inverse(in(i, tr[j]), th, out(i, tr[j]), ld);
       }
@@ -149,7 +172,7 @@ class Coupling {
     if (cache) {
       cache->input = in;
       cache->output = out;
-      cache->theta = std::move(theta);
+      if constexpr (!record_partials) cache->partials.clear();
     }
   }
 
@@ -166,17 +189,19 @@ class Coupling {
     detail::require(dL_dld.size() == n, where(), "dL/dlog_det has ", dL_dld.size(), " entries, expected ", n);
     const auto& tr = mask_.transformed();
     const auto& pa = mask_.passed();
-    const Index k = transform_.params_per_dim();
-    Matrix<Scalar> dL_dtheta = Matrix<Scalar>::Zero(n, cache.theta.cols());
+    const Index k = transform_.params_per_dim(), m = Index(tr.size());
+    const bool recorded = Index(cache.partials.size()) == n * m;
+    Matrix<Scalar>& dL_dtheta = cache.dtheta_scratch;
+    dL_dtheta.setZero(n, cache.theta.cols());
     dL_din = dL_dout;
     for (Index i = 0; i < n; ++i) {
       const Scalar b = dL_dld[i];
-      for (Index j = 0; j < Index(tr.size()); ++j) {
+      for (Index j = 0; j < m; ++j) {
         const Scalar* th = cache.theta.data() + i * cache.theta.cols() + j * k;
         Scalar* g = dL_dtheta.data() + i * dL_dtheta.cols() + j * k;
         // The transform's own variable x is the input going forward and the output going back.
         const Scalar x = Forward ? cache.input(i, tr[j]) : cache.output(i, tr[j]);
-        const auto d = transform_.partials(x, th);
+        const auto d = recorded ? cache.partials[std::size_t(i * m + j)] : transform_.partials(x, th);
         if constexpr (Forward) {
           const Scalar a = dL_dout(i, tr[j]);
           dL_din(i, tr[j]) = a * d.dy_dx + b * d.dlog_det_dx;
@@ -188,7 +213,7 @@ class Coupling {
         }
       }
     }
-    Matrix<Scalar> dL_dpassed;
+    Matrix<Scalar>& dL_dpassed = cache.dpassed_scratch;
     mlp_.backward(p, cache.conditioner, dL_dtheta, &dL_dpassed, dL_dp);
     for (Index i = 0; i < n; ++i)
       for (Index j = 0; j < Index(pa.size()); ++j) dL_din(i, pa[j]) += dL_dpassed(i, j);

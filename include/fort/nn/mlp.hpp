@@ -32,9 +32,19 @@ template <class Scalar>
 class MLP {
  public:
   /// Activations recorded by a forward pass for the backward pass.
+  /// Kept alive between calls (as the trainer does), a cache's buffers are reused rather than
+  /// reallocated: at large batches, fresh allocations cost page faults on every step.
   struct Cache {
     std::vector<Matrix<Scalar>> inputs;  ///< input of each dense layer (h_k)
     std::vector<Matrix<Scalar>> pre;     ///< pre-activation z_k of each hidden layer
+    /// Backward-pass scratch (not recorded state; mutable so backward can take a const cache).
+    mutable Matrix<Scalar> grad_scratch[2], dz_scratch;
+
+    /// The input buffer of the first layer, for `forward_recorded` (callers fill it in place).
+    Matrix<Scalar>& input() {
+      if (inputs.empty()) inputs.resize(1);
+      return inputs[0];
+    }
   };
 
   MLP() = default;
@@ -94,16 +104,12 @@ class MLP {
     }
   }
 
-  /// As above; takes ownership of `x` for the cache (saves one copy of the input).
-  void forward(Params<Scalar> p, Matrix<Scalar>&& x, Matrix<Scalar>& y, Cache* cache = nullptr) const {
-    check_forward(p.size(), x.cols());
-    if (cache) {
-      cache->inputs.resize(layers_.size());
-      cache->inputs[0] = std::move(x);
-      run_forward(p, y, cache);
-    } else {
-      run_forward_nocache(p, x, y);
-    }
+  /// Recording forward pass on the input the caller has written into `cache.input()` (saves a
+  /// copy of the input and, with a cache kept between calls, its allocation).
+  void forward_recorded(Params<Scalar> p, Matrix<Scalar>& y, Cache& cache) const {
+    check_forward(p.size(), cache.input().cols());
+    cache.inputs.resize(layers_.size());
+    run_forward(p, y, &cache);
   }
 
   /// Given dL/dy, accumulates dL/dparams into `dL_dp` and writes dL/dx (if `dL_dx` is non-null).
@@ -116,7 +122,8 @@ class MLP {
                     "MLP", "backward needs dL/dy with ", out_, " columns and a cache recorded by forward; got ",
                     dL_dy.cols(), " columns and a cache of ", cache.inputs.size(), " layers");
     const Index n = dL_dy.rows();
-    Matrix<Scalar> bufs[2], dz;
+    Matrix<Scalar>* bufs = cache.grad_scratch;
+    Matrix<Scalar>& dz = cache.dz_scratch;
     const Matrix<Scalar>* g = &dL_dy;  // dL/d(output of layer k)
     for (Index k = num_layers() - 1; k >= 0; --k) {
       const auto& L = layers_[k];

@@ -127,10 +127,12 @@ class VelocityMLP {
     check_params(p.size());
     detail::require_cols(x, dim_, where, "x");
     detail::require(t.size() == x.rows(), where, "t has ", t.size(), " entries, expected one per row (", x.rows(), ")");
-    Matrix<S> in;
+    Matrix<S> local;
+    Matrix<S>& in = cache ? cache->mlp.input() : local;
     build_input(x, [&t](Index i) { return t[i]; }, in);
-    if (cache) cache->t = t;
-    mlp_.forward(p, in, v, cache ? &cache->mlp : nullptr);
+    if (!cache) return mlp_.forward(p, in, v);
+    cache->t = t;
+    mlp_.forward_recorded(p, v, cache->mlp);
   }
 
   /// Given dL/dv [N, D]: accumulates dL/dp into `dL_dp` (+=, like fort::MLP) and writes dL/dx
@@ -177,10 +179,9 @@ class VelocityMLP {
     detail::require(method == DivergenceMethod::forward_mode || depth <= 2, where,
                     "the closed-form divergence needs depth <= 2, the network has depth ", depth,
                     "; use DivergenceMethod::forward_mode or automatic");
-    Matrix<S> in;
-    build_input(x, [t](Index) { return t; }, in);
     typename MLP<S>::Cache cache;
-    mlp_.forward(p, in, v, &cache);
+    build_input(x, [t](Index) { return t; }, cache.input());
+    mlp_.forward_recorded(p, v, cache);
     div.resize(x.rows());
     std::vector<Matrix<S>> a(static_cast<std::size_t>(depth));
     const Activation act = config_.mlp.activation;

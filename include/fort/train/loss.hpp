@@ -124,27 +124,40 @@ void check_loss_inputs(const FlowT& flow, const X0& x0, const X1& x1, const Loss
   require_finite(x1.reshaped(), where, "x1");
 }
 
+/// Buffers of one loss evaluation. Passing the same workspace to successive `accumulate_loss`
+/// calls (one per worker thread) reuses its caches and batches instead of reallocating them.
+template <class Transform>
+struct LossWorkspace {
+  using S = typename Transform::Scalar;
+  static constexpr int D = Transform::Dim;
+  typename Transform::Cache fwd_cache, inv_cache, nll_cache;
+  Batch<S, D> x1, y, diff, dL_dy, dL_dx, round_trip, dL_dy_fb;
+  Vector<S> ld, ld_inv, dL_dld;
+};
+
 /// Evaluates the loss terms of the rows `x0`, `x1` as contributions to means over `norm` rows,
 /// i.e. sums divided by `norm`, and *accumulates* their parameter gradient into `grad` (when not
 /// empty). Splitting a batch of N rows into chunks and calling this on each with norm = N gives
 /// the loss of the whole batch as the sum of the chunk results. `row_offset` is the index of the
 /// chunk's first row inside the batch (it selects the target-noise draws). No input checks:
-/// callers check once per batch.
+/// callers check once per batch. `workspace` (optional) holds the buffers between calls.
 template <class Base, class Transform>
 LossTerms accumulate_loss(const Flow<Base, Transform>& flow, Params<typename Transform::Scalar> p,
                           ConstBatchRef<typename Transform::Scalar, Transform::Dim> x0,
                           ConstBatchRef<typename Transform::Scalar, Transform::Dim> x1_clean,
                           const LossOptions& opt, double norm, std::uint64_t step, Index row_offset,
-                          Grads<typename Transform::Scalar> grad) {
+                          Grads<typename Transform::Scalar> grad, LossWorkspace<Transform>* workspace = nullptr) {
   using S = typename Transform::Scalar;
-  constexpr int D = Transform::Dim;
   const Transform& tr = flow.transform();
   const Index n = x1_clean.rows(), d = flow.dim();
   const bool with_grad = !grad.empty();
   LossTerms terms;
+  LossWorkspace<Transform> local;
+  LossWorkspace<Transform>& ws = workspace ? *workspace : local;
 
   // Targets, with the per-step noise when asked for.
-  Batch<S, D> x1 = x1_clean;
+  auto& x1 = ws.x1;
+  x1 = x1_clean;
   if (opt.target_noise > 0) {
     const Random key = Random(opt.noise_seed, 1).child(step);
     for (Index i = 0; i < n; ++i)
@@ -153,12 +166,14 @@ LossTerms accumulate_loss(const Flow<Base, Transform>& flow, Params<typename Tra
   }
 
   if (opt.uses_pairs()) {
-    typename Transform::Cache fwd_cache;
-    Batch<S, D> y(n, d);
-    Vector<S> ld = Vector<S>::Zero(n);
-    tr.forward(p, x0, y, ld, with_grad ? &fwd_cache : nullptr);
+    auto& y = ws.y;
+    auto& ld = ws.ld;
+    auto& diff = ws.diff;
+    y.resize(n, d);
+    ld.setZero(n);
+    tr.forward(p, x0, y, ld, with_grad ? &ws.fwd_cache : nullptr);
 
-    const Batch<S, D> diff = y - x1;
+    diff = y - x1;
     double reg = 0.0, ld_sq = 0.0;
     for (Index i = 0; i < n; ++i) {
       ld_sq += double(ld[i]) * double(ld[i]);
@@ -167,15 +182,16 @@ LossTerms accumulate_loss(const Flow<Base, Transform>& flow, Params<typename Tra
     terms.regression = reg / norm;
     terms.log_det = ld_sq / norm;
 
-    Batch<S, D> dL_dy;
+    auto& dL_dy = ws.dL_dy;
     if (with_grad) dL_dy = S(2.0 * opt.regression / norm) * diff;
 
     if (opt.lambda_fb > 0) {
-      typename Transform::Cache inv_cache;
-      Batch<S, D> x0r(n, d);
-      Vector<S> ld_inv = Vector<S>::Zero(n);
-      tr.inverse(p, y, x0r, ld_inv, with_grad ? &inv_cache : nullptr);
-      const Batch<S, D> err = x0r - x0;
+      auto& x0r = ws.round_trip;
+      auto& ld_inv = ws.ld_inv;
+      x0r.resize(n, d);
+      ld_inv.setZero(n);
+      tr.inverse(p, y, x0r, ld_inv, with_grad ? &ws.inv_cache : nullptr);
+      const Batch<S, Transform::Dim> err = x0r - x0;
       double fb = 0.0;
       for (Index i = 0; i < n; ++i)
         for (Index j = 0; j < d; ++j) fb += double(err(i, j)) * double(err(i, j));
@@ -183,37 +199,40 @@ LossTerms accumulate_loss(const Flow<Base, Transform>& flow, Params<typename Tra
       if (with_grad) {
         // The round trip depends on θ through both passes: the inverse's parameter gradient
         // accumulates here, and its input gradient (w.r.t. y) flows on through the forward pass.
-        const Batch<S, D> dL_dx0r = S(2.0 * opt.lambda_fb / norm) * err;
+        const Batch<S, Transform::Dim> dL_dx0r = S(2.0 * opt.lambda_fb / norm) * err;
         const Vector<S> zero_ld = Vector<S>::Zero(n);
-        Batch<S, D> dL_dy_fb(n, d);
-        tr.backward_inverse(p, inv_cache, dL_dx0r, zero_ld, dL_dy_fb, grad);
+        auto& dL_dy_fb = ws.dL_dy_fb;
+        dL_dy_fb.resize(n, d);
+        tr.backward_inverse(p, ws.inv_cache, dL_dx0r, zero_ld, dL_dy_fb, grad);
         dL_dy += dL_dy_fb;
       }
     }
 
     if (with_grad) {
-      const Vector<S> dL_dld = S(2.0 * opt.lambda_log_det / norm) * ld;
-      Batch<S, D> dL_dx0(n, d);  // x0 is data, not a parameter: discarded
-      tr.backward_forward(p, fwd_cache, dL_dy, dL_dld, dL_dx0, grad);
+      ws.dL_dld = S(2.0 * opt.lambda_log_det / norm) * ld;
+      ws.dL_dx.resize(n, d);  // x0 is data, not a parameter: discarded
+      tr.backward_forward(p, ws.fwd_cache, dL_dy, ws.dL_dld, ws.dL_dx, grad);
     }
   }
 
   if (opt.beta_nll > 0) {
-    typename Transform::Cache nll_cache;
-    Batch<S, D> z(n, d);
-    Vector<S> ld_inv = Vector<S>::Zero(n);
-    tr.inverse(p, x1, z, ld_inv, with_grad ? &nll_cache : nullptr);
+    auto& z = ws.y;
+    auto& ld_inv = ws.ld_inv;
+    z.resize(n, d);
+    ld_inv.setZero(n);
+    tr.inverse(p, x1, z, ld_inv, with_grad ? &ws.nll_cache : nullptr);
     double nll = 0.0;
     for (Index i = 0; i < n; ++i) nll -= double(flow.base().log_prob_point(z.row(i).data())) + double(ld_inv[i]);
     terms.nll = nll / norm;
     if (with_grad) {
       // −log p = −log p_base(z) − ld: dL/dz = −(β/N) ∇log p_base(z), dL/dld = −β/N.
-      Batch<S, D> dL_dz(n, d);
+      auto& dL_dz = ws.dL_dy;
+      dL_dz.resize(n, d);
       for (Index i = 0; i < n; ++i) flow.base().log_prob_gradient_point(z.row(i).data(), dL_dz.row(i).data());
       dL_dz *= S(-opt.beta_nll / norm);
-      const Vector<S> dL_dld = Vector<S>::Constant(n, S(-opt.beta_nll / norm));
-      Batch<S, D> dL_dx1(n, d);  // data: discarded
-      tr.backward_inverse(p, nll_cache, dL_dz, dL_dld, dL_dx1, grad);
+      ws.dL_dld.setConstant(n, S(-opt.beta_nll / norm));
+      ws.dL_dx.resize(n, d);  // data: discarded
+      tr.backward_inverse(p, ws.nll_cache, dL_dz, ws.dL_dld, ws.dL_dx, grad);
     }
   }
 

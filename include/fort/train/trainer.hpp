@@ -213,7 +213,8 @@ class WorkerPool {
 
 /// Evaluates `n_chunks` chunk tasks on the pool and sums their loss terms and gradients in chunk
 /// order. `chunk(c, buf)` gets a zeroed gradient buffer (empty span when !with_grad) and returns
-/// its terms. At most `ring.size()` chunk buffers are alive at once (memory ~ threads × params,
+/// its terms; a `chunk(c, buf, worker)` overload also gets the worker's index (for per-worker
+/// scratch). At most `ring.size()` chunk buffers are alive at once (memory ~ threads × params,
 /// not chunks × params): a chunk may start only once the chunk `ring.size()` places before it has
 /// been added in.
 template <class S, class ChunkFn>
@@ -229,7 +230,7 @@ LossTerms reduce_chunks(WorkerPool& pool, Index n_chunks, bool with_grad, Vector
   LossTerms total;
   if (with_grad) grad.setZero();
 
-  pool.run([&](unsigned) {
+  pool.run([&](unsigned worker) {
     for (;;) {
       Index c;
       {
@@ -246,7 +247,8 @@ LossTerms reduce_chunks(WorkerPool& pool, Index n_chunks, bool with_grad, Vector
           ring[s].setZero();
           buf = Grads<S>(ring[s].data(), std::size_t(ring[s].size()));
         }
-        t = chunk(c, buf);
+        if constexpr (std::is_invocable_v<const ChunkFn&, Index, Grads<S>, unsigned>) t = chunk(c, buf, worker);
+        else t = chunk(c, buf);
       } catch (...) {
         {
           std::lock_guard lk(m);
@@ -284,6 +286,7 @@ class BatchEvaluator {
       : flow_(flow), chunk_rows_(chunk_rows),
         pool_(unsigned(std::min<Index>(Index(threads), std::max<Index>(1, (max_rows + chunk_rows - 1) / chunk_rows)))) {
     ring_.assign(std::size_t(2 * pool_.size()), Vector<S>::Zero(flow.num_params()));
+    workspaces_.resize(pool_.size());
   }
 
   /// x0 may have no rows when the loss does not use pairs.
@@ -296,11 +299,11 @@ class BatchEvaluator {
     Vector<S> unused;
     Vector<S>& g = grad ? *grad : unused;
     if (grad) g.resize(flow_.num_params());
-    return reduce_chunks<S>(pool_, n_chunks, grad != nullptr, g, ring_, [&](Index c, Grads<S> buf) {
+    return reduce_chunks<S>(pool_, n_chunks, grad != nullptr, g, ring_, [&](Index c, Grads<S> buf, unsigned w) {
       const Index r0 = c * chunk_rows_, rows = std::min(chunk_rows_, n - r0);
       const ConstBatchRef<S, D> c1 = x1.middleRows(r0, rows);
       const ConstBatchRef<S, D> c0 = pairs ? ConstBatchRef<S, D>(x0.middleRows(r0, rows)) : ConstBatchRef<S, D>(none);
-      return accumulate_loss(flow_, p, c0, c1, opt, double(n), step, r0, buf);
+      return accumulate_loss(flow_, p, c0, c1, opt, double(n), step, r0, buf, &workspaces_[w]);
     });
   }
 
@@ -309,6 +312,7 @@ class BatchEvaluator {
   Index chunk_rows_;
   WorkerPool pool_;
   std::vector<Vector<S>> ring_;
+  std::vector<LossWorkspace<Transform>> workspaces_;  ///< one per worker, reused every step
 };
 
 inline unsigned resolve_threads(unsigned threads) {

@@ -50,13 +50,31 @@ class AffineTransform {
 
   FORT_HOST_DEVICE Partials partials(S x, const S* theta) const {
     (void)x;
-    const S s = log_scale(theta[0]);
-    S ds = S(1);
-    if (bound_ > S(0)) {
-      const S t = std::tanh(theta[0] / bound_);
-      ds = S(1) - t * t;
-    }
+    S s, ds;
+    scale_of(theta[0], s, ds);
     const S e = std::exp(s);
+    return {e, S(0), e, ds};
+  }
+
+  /// forward and partials with one tanh and one exp (RecordsPartials).
+  FORT_HOST_DEVICE Partials forward_partials(S x, const S* theta, S& y, S& log_det) const {
+    S s, ds;
+    scale_of(theta[0], s, ds);
+    const S e = std::exp(s);
+    y = x * e + theta[1];
+    log_det += s;
+    return {e, S(0), e, ds};
+  }
+
+  /// inverse and the partials at the result (RecordsPartials); exp(s) as 1/exp(−s), within an
+  /// ulp of what `partials` returns.
+  FORT_HOST_DEVICE Partials inverse_partials(S y, const S* theta, S& x, S& log_det) const {
+    S s, ds;
+    scale_of(theta[0], s, ds);
+    const S inv = std::exp(-s);
+    x = (y - theta[1]) * inv;
+    log_det -= s;
+    const S e = S(1) / inv;
     return {e, S(0), e, ds};
   }
 
@@ -67,6 +85,18 @@ class AffineTransform {
   }
 
  private:
+  /// s = B·tanh(ŝ/B) and ds/dŝ = 1 − tanh², from one tanh (s = ŝ, ds = 1 when B = 0).
+  FORT_HOST_DEVICE void scale_of(S raw, S& s, S& ds) const {
+    if (bound_ > S(0)) {
+      const S t = std::tanh(raw / bound_);
+      s = bound_ * t;
+      ds = S(1) - t * t;
+    } else {
+      s = raw;
+      ds = S(1);
+    }
+  }
+
   S bound_;
 };
 

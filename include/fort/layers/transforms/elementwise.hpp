@@ -11,6 +11,13 @@
 ///   forward:  dL/dx = a·y_x + b·ld_x,     dL/dθ += a·y_θ + b·ld_θ      (a = dL/dy, b = dL/dld)
 ///   inverse:  dL/dy = (dL/dx − b·ld_x)/y_x,  dL/dθ += −(dL/dy)·y_θ − b·ld_θ   (implicit function)
 /// All element functions are FORT_HOST_DEVICE so device kernels and per-sample code share them.
+///
+/// Optionally (concept `RecordsPartials`) a transform also offers
+///   Partials forward_partials(x, θ, y, log_det)   forward, returning the partials at x
+///   Partials inverse_partials(y, θ, x, log_det)   inverse, returning the partials at the result x
+/// with results identical to forward / inverse. A coupling recording a cache then stores these
+/// partials and its backward pass reuses them instead of calling `partials` again: worth it when
+/// the pass and the partials share costly work (the affine transform's tanh and exp).
 
 #include <concepts>
 #include <string>
@@ -35,5 +42,13 @@ concept ElementwiseTransform = requires(const T& t, typename T::Scalar v, const 
   { t.name() } -> std::convertible_to<std::string>;
   { t.signature() } -> std::convertible_to<std::string>;
 };
+
+template <class T>
+concept RecordsPartials = ElementwiseTransform<T> &&
+    requires(const T& t, typename T::Scalar v, const typename T::Scalar* theta, typename T::Scalar& out,
+             typename T::Scalar& log_det) {
+      { t.forward_partials(v, theta, out, log_det) } -> std::same_as<typename T::Partials>;
+      { t.inverse_partials(v, theta, out, log_det) } -> std::same_as<typename T::Partials>;
+    };
 
 }  // namespace fort
