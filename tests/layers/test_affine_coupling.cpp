@@ -78,3 +78,52 @@ TEST_CASE("Coupling errors name the layer, the expectation and the value", "[lay
   CHECK_THROWS_WITH(layer.backward_forward(Params<double>(p), empty, g, ld, g, Grads<double>(dp)),
                     Catch::Contains("without a recorded forward pass"));
 }
+
+// The coupling runs the affine transform through its row kernels (vectorised tanh/exp); they
+// must agree with the element functions (used on the GPU) to a few ulp, across block edges.
+template <class S>
+void check_affine_rows(double bound, double tol) {
+  const AffineTransform<S> tr(bound);
+  for (Index m : {1, 33, 64, 65, 130}) {
+    const std::size_t mm = std::size_t(m);
+    std::vector<S> x(mm), theta(2 * mm), y(mm), back(mm);
+    const Random rng(11, std::uint64_t(m));
+    for (Index j = 0; j < m; ++j) {
+      x[std::size_t(j)] = S(2 * rng.normal(std::uint64_t(3 * j)));
+      theta[std::size_t(2 * j)] = S(4 * rng.normal(std::uint64_t(3 * j + 1)));  // well into the clamp
+      theta[std::size_t(2 * j + 1)] = S(rng.normal(std::uint64_t(3 * j + 2)));
+    }
+    std::vector<typename AffineTransform<S>::Partials> fwd(mm), inv(mm);
+    S ld_row = 0, ld_back = 0, ld_elem = 0;
+    tr.forward_row(m, x.data(), theta.data(), y.data(), ld_row, fwd.data());
+    tr.inverse_row(m, y.data(), theta.data(), back.data(), ld_back, inv.data());
+    for (Index j = 0; j < m; ++j) {
+      const std::size_t u = std::size_t(j);
+      S ye, xe, lde = 0;
+      tr.forward(x[u], &theta[2 * u], ye, lde);
+      tr.inverse(y[u], &theta[2 * u], xe, lde);
+      ld_elem += tr.log_scale(theta[2 * u]);
+      const auto d = tr.partials(x[u], &theta[2 * u]);
+      // Scales of the terms that meet in y = x·e + t and x = (y − t)/e (cancellation).
+      const double t = std::abs(theta[2 * u + 1]), fwd_scale = 1 + std::abs(x[u]) * d.dy_dx + t,
+                   inv_scale = 1 + (std::abs(y[u]) + t) / d.dy_dx;
+      CHECK(std::abs(y[u] - ye) <= tol * fwd_scale);
+      CHECK(std::abs(back[u] - xe) <= tol * inv_scale);
+      CHECK(std::abs(back[u] - x[u]) <= tol * inv_scale);
+      for (const auto& rec : {fwd[u], inv[u]}) {
+        CHECK(std::abs(rec.dy_dx - d.dy_dx) <= tol * d.dy_dx);
+        CHECK(rec.dlog_det_dx == 0);
+        CHECK(std::abs(rec.ds_draw - d.ds_draw) <= tol);
+      }
+    }
+    CHECK(std::abs(ld_row - ld_elem) <= tol * double(m));
+    CHECK(std::abs(ld_row + ld_back) <= tol * double(m));
+  }
+}
+
+TEST_CASE("AffineTransform row kernels agree with its element functions", "[layers][affine]") {
+  check_affine_rows<double>(3.0, 1e-14);
+  check_affine_rows<double>(0.0, 1e-14);
+  check_affine_rows<float>(3.0, 4e-6);
+  check_affine_rows<float>(0.0, 4e-6);
+}

@@ -33,8 +33,8 @@ class Coupling {
     Batch<Scalar, Dim> input, output;
     Matrix<Scalar> theta;
     typename MLP<Scalar>::Cache conditioner;
-    /// Per-element partials, row-major [N, transformed], recorded only for RecordsPartials
-    /// transforms; empty otherwise (backward then recomputes them).
+    /// Per-element partials, row-major [N, transformed], recorded by transforms with row kernels
+    /// (RowTransform); empty otherwise (backward then recomputes them).
     std::vector<typename Transform::Partials> partials;
     mutable Matrix<Scalar> dtheta_scratch, dpassed_scratch;  ///< backward scratch, not state
   };
@@ -94,7 +94,8 @@ class Coupling {
   }
 
   Index point_scratch_size() const {
-    return Index(mask_.passed().size()) + mlp_.out() + mlp_.point_scratch_size();
+    return Index(mask_.passed().size()) + 2 * Index(mask_.transformed().size()) + mlp_.out() +
+           mlp_.point_scratch_size();
   }
 
   void forward_point(Params<Scalar> p, const Scalar* x, Scalar* y, Scalar& log_det, Scalar* scratch) const {
@@ -148,31 +149,27 @@ class Coupling {
       mlp_.forward(p, local_passed, theta);
     }
     const auto& tr = mask_.transformed();
-    const Index k = transform_.params_per_dim(), m = Index(tr.size());
-    constexpr bool record_partials = RecordsPartials<Transform>;
-    if (cache && record_partials) cache->partials.resize(std::size_t(in.rows() * m));
+    const Index m = Index(tr.size());
+    // Each row's transformed coordinates go through the transform as one contiguous row.
+    constexpr bool can_record = RowTransform<Transform>;
+    if (cache) {
+      if (can_record) cache->partials.resize(std::size_t(in.rows() * m));
+      else cache->partials.clear();
+    }
+    Vector<Scalar> row_in(m), row_out(m);
     out = in;
     for (Index i = 0; i < in.rows(); ++i) {
+      for (Index j = 0; j < m; ++j) row_in[j] = in(i, tr[j]);
       Scalar ld = 0;
-      for (Index j = 0; j < m; ++j) {
-        const Scalar* th = theta.data() + i * theta.cols() + j * k;
-        if constexpr (record_partials) {
-          if (cache) {
-            auto& d = cache->partials[std::size_t(i * m + j)];
-            if constexpr (Forward) d = transform_.forward_partials(in(i, tr[j]), th, out(i, tr[j]), ld);
-            else d = transform_.inverse_partials(in(i, tr[j]), th, out(i, tr[j]), ld);
-            continue;
-          }
-        }
-        if constexpr (Forward) transform_.forward(in(i, tr[j]), th, out(i, tr[j]), ld);
-        else transform_.inverse(in(i, tr[j]), th, out(i, tr[j]), ld);
-      }
+      typename Transform::Partials* record = (can_record && cache) ? cache->partials.data() + i * m : nullptr;
+      detail::transform_row<Forward>(transform_, m, row_in.data(), theta.data() + i * theta.cols(), row_out.data(),
+                                     ld, record);
+      for (Index j = 0; j < m; ++j) out(i, tr[j]) = row_out[j];
       log_det[i] += ld;
     }
     if (cache) {
       cache->input = in;
       cache->output = out;
-      if constexpr (!record_partials) cache->partials.clear();
     }
   }
 
@@ -223,16 +220,17 @@ class Coupling {
   void apply_point(Params<Scalar> p, const Scalar* in, Scalar* out, Scalar& log_det, Scalar* scratch) const {
     const auto& pa = mask_.passed();
     const auto& tr = mask_.transformed();
+    const Index m = Index(tr.size());
     Scalar* passed = scratch;
-    Scalar* theta = scratch + pa.size();
+    Scalar* row_in = passed + pa.size();
+    Scalar* row_out = row_in + m;
+    Scalar* theta = row_out + m;
     for (std::size_t j = 0; j < pa.size(); ++j) passed[j] = in[pa[j]];
     mlp_.forward_point(p, passed, theta, theta + mlp_.out());
     for (std::size_t j = 0; j < pa.size(); ++j) out[pa[j]] = in[pa[j]];
-    const Index k = transform_.params_per_dim();
-    for (std::size_t j = 0; j < tr.size(); ++j) {
-      if constexpr (Forward) transform_.forward(in[tr[j]], theta + j * k, out[tr[j]], log_det);
-      else transform_.inverse(in[tr[j]], theta + j * k, out[tr[j]], log_det);
-    }
+    for (Index j = 0; j < m; ++j) row_in[j] = in[tr[j]];
+    detail::transform_row<Forward>(transform_, m, row_in, theta, row_out, log_det, nullptr);
+    for (Index j = 0; j < m; ++j) out[tr[j]] = row_out[j];
   }
 
   Mask mask_;

@@ -7,8 +7,11 @@
 ///   log|dy/dx| = s
 /// θ = (ŝ, t). θ = 0 is the identity.
 
+#include <algorithm>
 #include <cmath>
 #include <string>
+
+#include <Eigen/Core>
 
 #include "fort/core/error.hpp"
 
@@ -56,26 +59,31 @@ class AffineTransform {
     return {e, S(0), e, ds};
   }
 
-  /// forward and partials with one tanh and one exp (RecordsPartials).
-  FORT_HOST_DEVICE Partials forward_partials(S x, const S* theta, S& y, S& log_det) const {
-    S s, ds;
-    scale_of(theta[0], s, ds);
-    const S e = std::exp(s);
-    y = x * e + theta[1];
-    log_det += s;
-    return {e, S(0), e, ds};
+  /// Row kernels (RowTransform): tanh and exp vectorised across the row's coordinates.
+  void forward_row(Index m, const S* x, const S* theta, S* y, S& log_det, Partials* record) const {
+    for_blocks(m, theta, [&](Index j0, Index n, const Block& s, const Block& ds, const S* t) {
+      const Block e = s.exp();
+      for (Index j = 0; j < n; ++j) {
+        y[j0 + j] = x[j0 + j] * e[j] + t[2 * j];
+        if (record) record[j0 + j] = {e[j], S(0), e[j], ds[j]};
+      }
+      log_det += s.sum();
+    });
   }
 
-  /// inverse and the partials at the result (RecordsPartials); exp(s) as 1/exp(−s), within an
-  /// ulp of what `partials` returns.
-  FORT_HOST_DEVICE Partials inverse_partials(S y, const S* theta, S& x, S& log_det) const {
-    S s, ds;
-    scale_of(theta[0], s, ds);
-    const S inv = std::exp(-s);
-    x = (y - theta[1]) * inv;
-    log_det -= s;
-    const S e = S(1) / inv;
-    return {e, S(0), e, ds};
+  /// Partials at the result x; exp(s) as 1/exp(−s), within an ulp of what `partials` gives.
+  void inverse_row(Index m, const S* y, const S* theta, S* x, S& log_det, Partials* record) const {
+    for_blocks(m, theta, [&](Index j0, Index n, const Block& s, const Block& ds, const S* t) {
+      const Block inv = (-s).exp();
+      for (Index j = 0; j < n; ++j) {
+        x[j0 + j] = (y[j0 + j] - t[2 * j]) * inv[j];
+        if (record) {
+          const S e = S(1) / inv[j];
+          record[j0 + j] = {e, S(0), e, ds[j]};
+        }
+      }
+      log_det -= s.sum();
+    });
   }
 
   FORT_HOST_DEVICE void pullback(S x, const S* theta, const Partials& d, S a, S b, S* dL_dtheta) const {
@@ -85,6 +93,30 @@ class AffineTransform {
   }
 
  private:
+  static constexpr Index kBlock = 64;  // coordinates per vectorised block (stack arrays)
+  using Block = Eigen::Array<S, Eigen::Dynamic, 1, 0, kBlock, 1>;
+
+  /// Calls f(j0, n, s, ds, t) for blocks of up to kBlock coordinates, with the log-scales s,
+  /// their derivatives ds/dŝ and a pointer to the block's first shift (stride 2 in θ).
+  template <class F>
+  void for_blocks(Index m, const S* theta, F&& f) const {
+    using Strided = Eigen::Map<const Eigen::Array<S, Eigen::Dynamic, 1>, 0, Eigen::InnerStride<2>>;
+    for (Index j0 = 0; j0 < m; j0 += kBlock) {
+      const Index n = std::min(kBlock, m - j0);
+      const Block raw = Strided(theta + 2 * j0, n);
+      Block s(n), ds(n);
+      if (bound_ > S(0)) {
+        const Block t = (raw / bound_).tanh();
+        s = bound_ * t;
+        ds = S(1) - t.square();
+      } else {
+        s = raw;
+        ds.setOnes();
+      }
+      f(j0, n, s, ds, theta + 2 * j0 + 1);
+    }
+  }
+
   /// s = B·tanh(ŝ/B) and ds/dŝ = 1 − tanh², from one tanh (s = ŝ, ds = 1 when B = 0).
   FORT_HOST_DEVICE void scale_of(S raw, S& s, S& ds) const {
     if (bound_ > S(0)) {
