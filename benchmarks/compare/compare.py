@@ -306,7 +306,7 @@ def main():
         # Eigen GEMM ceiling for the same products (one thread), for the fraction-of-ceiling column.
         if threads == 1:
             for kind in ("affine", "spline"):
-                for batch in (256, 1024, 4096):
+                for batch in (1, 256, 1024, 4096):  # batch 1: matrix-vector products (memory-bound)
                     out = run_cmd([ARGS.fort, "ceiling", kind, batch, 3])
                     fwd = [o for o in out if "median_s" in o]
                     row(op="gemm_ceiling", flow=kind, batch=batch, threads=1, forward=fwd[0]["median_s"],
@@ -345,8 +345,8 @@ def print_table(report):
         best = min(peers)
         frac = "–"
         cr = ceil.get((r["flow"], r["batch"]))
-        if cr and r["threads"] == 1 and r["batch"] > 1:
-            frac = f"{100 * (cr['train'] if r['op'] == 'train_step' else cr['forward']) / r['fort']:.0f} %"
+        if cr and r["threads"] == 1:
+            frac = f"{100 * (cr['train'] if r['op'] == 'train_step' else cr['forward']) / fort:.0f} %"
         fort_s = fmt(r["fort"]) + (f" (point {fmt(r['fort_point'])})" if "fort_point" in r else "")
         print(f"| {r['op']} | {r['flow']} | {r['batch']} | {r['threads']} | {fort_s} | {fmt(r.get('torch'))} | "
               f"{fmt(r.get('zuko'))} | {fmt(r.get('normflows'))} | {fmt(r.get('libtorch'))} | {best / fort:.2f}× | {frac} |")

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <set>
+#include <span>
 #include <thread>
+#include <vector>
 
 #include "fort/core/random.hpp"
 
@@ -43,6 +45,26 @@ TEST_CASE("Random draws are pure functions of (seed, stream, index)", "[core][ra
   t1.join();
   t2.join();
   CHECK(whole == parts);
+}
+
+TEST_CASE("fill_normal (pairs computed together) equals normal(k) draw by draw", "[core][random]") {
+  const Random a(3, 4);
+  for (std::uint64_t offset : {0, 1, 2, 7}) {
+    for (std::size_t n : {0, 1, 2, 3, 6, 9}) {
+      std::vector<float> f(n, -99.0f);
+      std::vector<double> d(n, -99.0);
+      a.fill_normal(std::span<float>(f), offset);
+      a.fill_normal(std::span<double>(d), offset, 2.5);
+      for (std::size_t i = 0; i < n; ++i) {
+        CHECK(f[i] == float(a.normal(offset + i)));
+        CHECK(d[i] == 2.5 * a.normal(offset + i));
+      }
+    }
+  }
+  double even, odd;
+  a.normal_pair(5, even, odd);
+  CHECK(even == a.normal(10));
+  CHECK(odd == a.normal(11));
 }
 
 TEST_CASE("Random normals and uniforms have the right moments", "[core][random]") {

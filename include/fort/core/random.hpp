@@ -90,12 +90,15 @@ class Random {
 
   /// Standard normal draw number `k` (Box–Muller on counter k/2; draw k and k^1 share a pair).
   FORT_HOST_DEVICE double normal(std::uint64_t k) const {
-    const auto b = block(k >> 1);
-    const double u1 = detail::open_unit((std::uint64_t(b.v[0]) << 32) | b.v[1]);
-    const double u2 = detail::open_unit((std::uint64_t(b.v[2]) << 32) | b.v[3]);
-    const double r = std::sqrt(-2.0 * std::log(u1));
-    const double angle = 2.0 * std::numbers::pi * u2;
+    const auto [r, angle] = polar(k >> 1);
     return (k & 1) ? r * std::sin(angle) : r * std::cos(angle);
+  }
+
+  /// Draws 2p and 2p + 1 together (one Box–Muller pair), equal to normal(2p) and normal(2p + 1).
+  FORT_HOST_DEVICE void normal_pair(std::uint64_t p, double& even, double& odd) const {
+    const auto [r, angle] = polar(p);
+    even = r * std::cos(angle);
+    odd = r * std::sin(angle);
   }
 
   /// Uniform integer in [0, n) for draw number `k` (n > 0). Bias below 2^-32 for n < 2^32.
@@ -106,9 +109,27 @@ class Random {
   }
 
   /// Fills `out` with normals scaled by `scale`, using draws offset .. offset + size - 1.
+  /// Whole Box–Muller pairs are computed once (same values as `normal`, half the work).
   template <class Scalar>
   void fill_normal(std::span<Scalar> out, std::uint64_t offset = 0, double scale = 1.0) const {
-    for (std::size_t i = 0; i < out.size(); ++i) out[i] = static_cast<Scalar>(scale * normal(offset + i));
+    fill_normal(out.data(), out.size(), offset, scale);
+  }
+
+  /// As above, for `n` values at `out` (also in device code).
+  template <class Scalar>
+  FORT_HOST_DEVICE void fill_normal(Scalar* out, std::size_t n, std::uint64_t offset, double scale = 1.0) const {
+    std::size_t i = 0;
+    if (i < n && (offset & 1)) {
+      out[i] = static_cast<Scalar>(scale * normal(offset));
+      ++i;
+    }
+    for (; i + 1 < n; i += 2) {
+      double even, odd;
+      normal_pair((offset + i) >> 1, even, odd);
+      out[i] = static_cast<Scalar>(scale * even);
+      out[i + 1] = static_cast<Scalar>(scale * odd);
+    }
+    if (i < n) out[i] = static_cast<Scalar>(scale * normal(offset + i));
   }
 
   /// Fills `out` with uniforms on (lo, hi), using draws offset .. offset + size - 1.
@@ -119,6 +140,17 @@ class Random {
   }
 
  private:
+  struct Polar {
+    double r, angle;
+  };
+  /// Radius and angle of Box–Muller pair p.
+  FORT_HOST_DEVICE Polar polar(std::uint64_t p) const {
+    const auto b = block(p);
+    const double u1 = detail::open_unit((std::uint64_t(b.v[0]) << 32) | b.v[1]);
+    const double u2 = detail::open_unit((std::uint64_t(b.v[2]) << 32) | b.v[3]);
+    return {std::sqrt(-2.0 * std::log(u1)), 2.0 * std::numbers::pi * u2};
+  }
+
   std::uint64_t seed_;
   std::uint64_t stream_;
 };

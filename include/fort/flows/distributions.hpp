@@ -42,7 +42,7 @@ class StandardNormal {
     for (Index j = 0; j < dim_; ++j) g[j] = -z[j];
   }
   FORT_HOST_DEVICE void sample_point(const Random& rng, std::uint64_t index, S* z) const {
-    for (Index j = 0; j < dim_; ++j) z[j] = S(rng.normal(index * std::uint64_t(dim_) + std::uint64_t(j)));
+    rng.fill_normal(z, std::size_t(dim_), index * std::uint64_t(dim_));
   }
 
  private:
@@ -84,8 +84,8 @@ class DiagonalGaussian {
     for (Index j = 0; j < dim(); ++j) g[j] = -(z[j] - mean_[j]) / (std_[j] * std_[j]);
   }
   void sample_point(const Random& rng, std::uint64_t index, S* z) const {
-    for (Index j = 0; j < dim(); ++j)
-      z[j] = mean_[j] + std_[j] * S(rng.normal(index * std::uint64_t(dim()) + std::uint64_t(j)));
+    rng.fill_normal(z, std::size_t(dim()), index * std::uint64_t(dim()));
+    for (Index j = 0; j < dim(); ++j) z[j] = mean_[j] + std_[j] * z[j];
   }
 
  private:
