@@ -441,33 +441,12 @@ int cmd_mh(int argc, char** argv) {
   });
 }
 
-int usage(std::ostream& out) {
-  out << "usage: fort_alanine <command> [options]\n\n"
-         "commands:\n"
-         "  frame   Cartesian MD frames [N, 66] -> standard-frame coordinates [N, 60]\n"
-         "  eval    ESS, E-W1/E-W2, T-W2 and held-out NLL of a trained flow against OpenMM energies\n"
-         "  mh      flow proposals as Metropolis-Hastings moves inside MD, against plain MD\n\n"
-         "`fort_alanine <command> --help` lists the command's options.\n";
-  return 2;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2) return usage(std::cerr);
-  const std::string cmd = argv[1];
-  if (cmd == "--help" || cmd == "-h") {
-    usage(std::cout);
-    return 0;
-  }
-  try {
-    if (cmd == "frame") return cmd_frame(argc, argv);
-    if (cmd == "eval") return cmd_eval(argc, argv);
-    if (cmd == "mh") return cmd_mh(argc, argv);
-    std::cerr << "fort_alanine: unknown command '" << cmd << "'; expected frame, eval or mh\n";
-    return 2;
-  } catch (const std::exception& e) {
-    std::cerr << e.what() << "\n";
-    return 1;
-  }
+  return fort_cli::run_commands(
+      "fort_alanine", argc, argv,
+      {{"frame", "Cartesian MD frames [N, 66] -> standard-frame coordinates [N, 60]", cmd_frame},
+       {"eval", "ESS, E-W1/E-W2, T-W2 and held-out NLL of a trained flow against OpenMM energies", cmd_eval},
+       {"mh", "flow proposals as Metropolis-Hastings moves inside MD, against plain MD", cmd_mh}});
 }

@@ -6,6 +6,9 @@
 
 #include <cmath>
 #include <cstdint>
+#include <exception>
+#include <functional>
+#include <iostream>
 #include <map>
 #include <sstream>
 #include <string>
@@ -144,5 +147,43 @@ class Args {
   std::vector<Option> options_;
   std::map<std::string, std::string> given_;
 };
+
+/// One subcommand of a multi-command program: name, one-line summary, entry point.
+struct Command {
+  std::string name, summary;
+  std::function<int(int, char**)> run;
+};
+
+/// `program <command> [options]`: dispatches to the named command, prints the usage on --help
+/// (exit 0) or on no/unknown command (exit 2), and turns an exception into a one-line error
+/// (exit 1).
+inline int run_commands(const std::string& program, int argc, char** argv, const std::vector<Command>& commands) {
+  auto usage = [&](std::ostream& out) {
+    out << "usage: " << program << " <command> [options]\n\ncommands:\n";
+    for (const auto& c : commands) out << "  " << c.name << std::string(c.name.size() < 9 ? 9 - c.name.size() : 1, ' ') << c.summary << "\n";
+    out << "\n`" << program << " <command> --help` lists the command's options.\n";
+  };
+  if (argc < 2) {
+    usage(std::cerr);
+    return 2;
+  }
+  const std::string cmd = argv[1];
+  if (cmd == "--help" || cmd == "-h") {
+    usage(std::cout);
+    return 0;
+  }
+  try {
+    for (const auto& c : commands)
+      if (c.name == cmd) return c.run(argc, argv);
+    std::string names;
+    for (std::size_t i = 0; i < commands.size(); ++i)
+      names += (i == 0 ? "" : i + 1 == commands.size() ? " or " : ", ") + commands[i].name;
+    std::cerr << program << ": unknown command '" << cmd << "'; expected " << names << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << program << ": " << e.what() << "\n";
+    return 1;
+  }
+}
 
 }  // namespace fort_cli

@@ -294,35 +294,13 @@ int cmd_eval(int argc, char** argv) {
   });
 }
 
-int usage(std::ostream& out) {
-  out << "usage: fort <command> [options]\n\n"
-         "commands:\n"
-         "  data     write a 2-D toy data set (moons, 8gaussians, checkerboard) to .npy\n"
-         "  train    train a flow on .npy data by FORT (OT or CNF targets) or maximum likelihood\n"
-         "  sample   draw samples with log-densities from a trained model\n"
-         "  eval     held-out NLL (mean, median, hole fraction) of a model or CNF teacher\n\n"
-         "`fort <command> --help` lists the command's options.\n";
-  return 2;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2) return usage(std::cerr);
-  const std::string cmd = argv[1];
-  if (cmd == "--help" || cmd == "-h") {
-    usage(std::cout);
-    return 0;
-  }
-  try {
-    if (cmd == "data") return cmd_data(argc, argv);
-    if (cmd == "train") return cmd_train(argc, argv);
-    if (cmd == "sample") return cmd_sample(argc, argv);
-    if (cmd == "eval") return cmd_eval(argc, argv);
-    std::cerr << "fort: unknown command '" << cmd << "'; expected data, train, sample or eval\n";
-    return 2;
-  } catch (const std::exception& e) {
-    std::cerr << "fort: " << e.what() << "\n";
-    return 1;
-  }
+  return fort_cli::run_commands(
+      "fort", argc, argv,
+      {{"data", "write a 2-D toy data set (moons, 8gaussians, checkerboard) to .npy", cmd_data},
+       {"train", "train a flow on .npy data by FORT (OT or CNF targets) or maximum likelihood", cmd_train},
+       {"sample", "draw samples with log-densities from a trained model", cmd_sample},
+       {"eval", "held-out NLL (mean, median, hole fraction) of a model or CNF teacher", cmd_eval}});
 }

@@ -37,8 +37,12 @@ for cmd in data train sample eval; do
   expect_ok -- "$cmd" --help
   grep -q -- "--" "$T/out" && ok || bad "fort $cmd --help lists no options"
 done
-for opt in --targets --loss --arch --layers --width --lambda-logdet --lambda-fb --target-noise --beta-nll --threads; do
-  "$FORT" train --help | grep -q -- "$opt" && ok || bad "fort train --help does not document $opt"
+# The help text is captured first: `fort … | grep -q` can fail under pipefail when grep exits
+# early and the writer gets SIGPIPE.
+train_help=$("$FORT" train --help)
+for opt in --targets --loss --arch --layers --width --lambda-logdet --lambda-fb --target-noise --beta-nll --threads \
+  --teacher-batch; do
+  grep -q -- "$opt" <<< "$train_help" && ok || bad "fort train --help does not document $opt"
 done
 
 # ---- bad usage --------------------------------------------------------------------------------

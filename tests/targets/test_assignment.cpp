@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "support/expect_error.hpp"
 #include "fort/targets.hpp"
 
 using namespace fort;
@@ -18,6 +19,8 @@ using namespace fort;
 // Tolerances, in one place. Costs are accumulated in double by the solver and by the reference
 // computations here; the only differences come from summation order and from the solver's
 // centring of the point clouds.
+using fort::test::check_error;
+
 namespace {
 
 constexpr double kCostRelTol = 1e-12;     // optimal cost vs brute force / an independent solver
@@ -113,20 +116,6 @@ std::vector<Index> greedy_pairing(const Matrix<double>& c) {
     out[std::size_t(i)] = best;
   }
   return out;
-}
-
-// Runs f, expects fort::Error whose message contains every part.
-template <class F>
-void check_error(F&& f, std::initializer_list<std::string_view> parts) {
-  try {
-    f();
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    INFO("message: " << msg);
-    for (const std::string_view part : parts) CHECK(msg.find(part) != std::string::npos);
-    return;
-  }
-  FAIL("expected fort::Error containing '" << *parts.begin() << "'");
 }
 
 }  // namespace

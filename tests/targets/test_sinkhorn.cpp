@@ -9,9 +9,12 @@
 #include <type_traits>
 #include <vector>
 
+#include "support/expect_error.hpp"
 #include "fort/targets.hpp"
 
 using namespace fort;
+
+using fort::test::check_error;
 
 namespace {
 
@@ -42,19 +45,6 @@ double kl_to_product(const Matrix<double>& p, const Vector<double>& a, const Vec
     for (Index j = 0; j < p.cols(); ++j)
       if (p(i, j) > 0.0) kl += p(i, j) * std::log(p(i, j) / (a[i] * b[j]));
   return kl;
-}
-
-template <class F>
-void check_error(F&& f, std::initializer_list<std::string_view> parts) {
-  try {
-    f();
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    INFO("message: " << msg);
-    for (const std::string_view part : parts) CHECK(msg.find(part) != std::string::npos);
-    return;
-  }
-  FAIL("expected fort::Error containing '" << *parts.begin() << "'");
 }
 
 }  // namespace

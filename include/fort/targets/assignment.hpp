@@ -43,6 +43,7 @@
 #include "fort/core/error.hpp"
 #include "fort/core/random.hpp"
 #include "fort/core/types.hpp"
+#include "fort/targets/point_cost.hpp"
 
 namespace fort {
 
@@ -115,16 +116,8 @@ class SquaredEuclideanCost {
   Index size() const { return n_; }
 
   /// out[j] = ‖x0_i − x1_j‖² for all j.
-  void row(Index i, double* out) const {
-    constexpr Index block = 1024;  // keeps the output block in L1 across the D passes
-    for (Index j0 = 0; j0 < n_; j0 += block) {
-      const Index len = std::min(block, n_ - j0);
-      Eigen::Map<Eigen::ArrayXd> acc(out + j0, len);
-      acc.setZero();
-      for (Index d = 0; d < dim_; ++d)
-        acc += (x1t_.row(d).segment(j0, len).array() - x0_(i, d)).square();
-    }
-  }
+  void row(Index i, double* out) const { detail::squared_distance_row(x0_, i, x1t_, out); }
+
 
   /// The same cost restricted to rows x0[rows] and columns x1[cols] (already centred data).
   SquaredEuclideanCost subset(const std::vector<Index>& rows, const std::vector<Index>& cols) const {
@@ -148,18 +141,8 @@ class SquaredEuclideanCost {
             "; expected the same dimension");
     require(x0.rows() >= 1, where, "no points (N = 0); expected N >= 1");
     require(x0.cols() >= 1, where, "points have dimension 0; expected D >= 1");
-    check_finite(x0, "x0", where);
-    check_finite(x1, "x1", where);
-  }
-
-  template <class D>
-  static void check_finite(const Eigen::MatrixBase<D>& x, const char* name, std::string_view where) {
-    for (Index i = 0; i < x.rows(); ++i)
-      for (Index d = 0; d < x.cols(); ++d) {
-        const double value = static_cast<double>(x(i, d));
-        if (!std::isfinite(value))
-          throw Error(where, concat(name, " row ", i, " column ", d, " is ", value, "; expected finite coordinates"));
-      }
+    require_finite_points(x0, "x0", where);
+    require_finite_points(x1, "x1", where);
   }
 
   SquaredEuclideanCost() = default;

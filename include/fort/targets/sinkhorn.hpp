@@ -45,6 +45,7 @@
 #include "fort/core/error.hpp"
 #include "fort/core/random.hpp"
 #include "fort/core/types.hpp"
+#include "fort/targets/point_cost.hpp"
 
 namespace fort {
 
@@ -99,8 +100,8 @@ class CloudCost {
     require(n_ >= 1, where, "x0 has no points (N = 0); expected N >= 1");
     require(m_ >= 1, where, "x1 has no points (M = 0); expected M >= 1");
     require(dim_ >= 1, where, "points have dimension 0; expected D >= 1");
-    check_finite(x0, "x0", where);
-    check_finite(x1, "x1", where);
+    require_finite_points(x0, "x0", where);
+    require_finite_points(x1, "x1", where);
     // Scaled before summing so that coordinates near the double limit cannot overflow the centre.
     const Eigen::RowVectorXd centre = (x0.template cast<double>() / double(2 * n_)).colwise().sum() +
                                       (x1.template cast<double>() / double(2 * m_)).colwise().sum();
@@ -121,15 +122,8 @@ class CloudCost {
   double max_cost_bound() const { return max_cost_bound_; }
 
   /// out[j] = ‖x0_i − x1_j‖² for all j < M.
-  void row(Index i, double* out) const {
-    constexpr Index block = 1024;  // keeps the output block in L1 across the D passes
-    for (Index j0 = 0; j0 < m_; j0 += block) {
-      const Index len = std::min(block, m_ - j0);
-      Eigen::Map<Eigen::ArrayXd> acc(out + j0, len);
-      acc.setZero();
-      for (Index d = 0; d < dim_; ++d) acc += (x1t_.row(d).segment(j0, len).array() - x0_(i, d)).square();
-    }
-  }
+  void row(Index i, double* out) const { detail::squared_distance_row(x0_, i, x1t_, out); }
+
 
   /// Σ_ij a_i b_j c_ij in closed form: Σ a‖x0‖² + Σ b‖x1‖² − 2 (Σ a x0)·(Σ b x1).
   double mean_cost(const Vector<double>& a, const Vector<double>& b) const {
@@ -140,16 +134,6 @@ class CloudCost {
   }
 
  private:
-  template <class D>
-  static void check_finite(const Eigen::MatrixBase<D>& x, const char* name, std::string_view where) {
-    for (Index i = 0; i < x.rows(); ++i)
-      for (Index d = 0; d < x.cols(); ++d) {
-        const double value = static_cast<double>(x(i, d));
-        if (!std::isfinite(value))
-          throw Error(where, concat(name, " row ", i, " column ", d, " is ", value, "; expected finite coordinates"));
-      }
-  }
-
   Index n_, m_, dim_;
   double max_cost_bound_ = 0.0;
   Matrix<double> x0_;   // [N, D]
