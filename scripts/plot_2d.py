@@ -1,7 +1,8 @@
 """Samples of each method against held-out data, one row per data set (numpy + matplotlib).
 
 usage: /usr/bin/python3 scripts/plot_2d.py OUT_DIR DATASET [DATASET ...]
-Reads OUT_DIR/<ds>-test.npy and OUT_DIR/<ds>-<method>-samples.npy; writes OUT_DIR/samples.png.
+Reads OUT_DIR/<ds>-test.npy and OUT_DIR/<ds>-<method>-samples.npy (methods mle, fort-ot, fort-cnf
+and, when present for every data set, fort-cnf-strong); writes OUT_DIR/samples.png.
 """
 import sys
 
@@ -12,7 +13,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 out, datasets = sys.argv[1], sys.argv[2:]
-methods = [("test", "held-out data"), ("mle", "MLE"), ("fort-ot", "FORT, OT targets"), ("fort-cnf", "FORT, CNF targets")]
+import os
+
+methods = [("test", "held-out data"), ("mle", "MLE"), ("fort-ot", "FORT, OT targets"), ("fort-cnf", "FORT, CNF targets"),
+           ("fort-cnf-strong", "FORT, CNF targets\n(stronger teacher)")]
+# A method is drawn when every data set has its samples (the last one is optional).
+methods = [(m, t) for m, t in methods
+           if m == "test" or all(os.path.exists(f"{out}/{ds}-{m}-samples.npy") for ds in datasets)]
 fig, axes = plt.subplots(len(datasets), len(methods), figsize=(3.2 * len(methods), 3.2 * len(datasets)), squeeze=False)
 for r, ds in enumerate(datasets):
     ref = np.load(f"{out}/{ds}-test.npy")

@@ -185,17 +185,28 @@ class RationalQuadraticTransform {
   // (x_k, w_k, y_k, h_k, d_k, d_{k+1}); `pullback` continues to θ.
 
   FORT_HOST_DEVICE Partials partials(S x, const S* theta) const {
+    S y, log_det = 0;
+    return forward_partials(x, theta, y, log_det);
+  }
+
+  /// forward (same y and log_det) and the partials at x, sharing the softmax and bin search.
+  FORT_HOST_DEVICE Partials forward_partials(S x, const S* theta, S& y, S& log_det) const {
     Partials p{};
     p.dy_dx = S(1);
     p.dlog_det_dx = S(0);
     p.bin = -1;
-    if (in_tail(x)) return p;
+    if (in_tail(x)) {
+      y = x;
+      return p;
+    }
     const Softmax sw = softmax(theta), sh = softmax(theta + bins_);
     const Walk w = locate<false>(x, theta, sw, sh);
     const S W = w.x1 - w.x0, H = w.y1 - w.y0;
     const S xi = clamp01((x - w.x0) / W);
     const S s = H / W;
     if (degenerate(s)) {  // collapsed bin: slope 0 or ∞, no gradient flows to θ
+      y = xi >= S(1) ? w.y1 : w.y0 + H * xi;
+      log_det += std::log(s);
       p.dy_dx = s;
       return p;
     }
@@ -211,6 +222,8 @@ class RationalQuadraticTransform {
     p.inv_sum_h = sh.inv_sum;
 
     const Local l = local(s, xi, d0, d1);
+    y = xi >= S(1) ? w.y1 : w.y0 + H * l.r;  // as in forward
+    log_det += l.ld;
     const S e = S(1) - xi, q = xi * e;
     const S one_2q = S(1) - S(2) * q, one_2xi = S(1) - S(2) * xi;
     const S dd = d1 + d0 - S(2) * s;
@@ -244,6 +257,23 @@ class RationalQuadraticTransform {
     p.ld_loc[4] = ld_d0;
     p.ld_loc[5] = ld_d1;
     return p;
+  }
+
+  /// Row kernels (RowTransform): the element functions coordinate by coordinate; a recorded
+  /// forward pass computes each coordinate's partials together with its forward map.
+  void forward_row(Index m, const S* x, const S* theta, S* y, S& log_det, Partials* record) const {
+    const Index k = params_per_dim();
+    for (Index j = 0; j < m; ++j) {
+      if (record) record[j] = forward_partials(x[j], theta + j * k, y[j], log_det);
+      else forward(x[j], theta + j * k, y[j], log_det);
+    }
+  }
+  void inverse_row(Index m, const S* y, const S* theta, S* x, S& log_det, Partials* record) const {
+    const Index k = params_per_dim();
+    for (Index j = 0; j < m; ++j) {
+      inverse(y[j], theta + j * k, x[j], log_det);
+      if (record) record[j] = partials(x[j], theta + j * k);
+    }
   }
 
   /// Adds a·∂y/∂θ + b·∂(log dy/dx)/∂θ into dL_dθ (3K − 1 values).
