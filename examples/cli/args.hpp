@@ -181,7 +181,8 @@ inline int run_commands(const std::string& program, int argc, char** argv, const
     std::cerr << program << ": unknown command '" << cmd << "'; expected " << names << "\n";
     return 2;
   } catch (const std::exception& e) {
-    std::cerr << program << ": " << e.what() << "\n";
+    const std::string msg = e.what();
+    std::cerr << (msg.rfind(program + ": ", 0) == 0 ? "" : program + ": ") << msg << "\n";
     return 1;
   }
 }

@@ -66,6 +66,7 @@ void declare_training(Args& a) {
       .value("teacher-depth", "2", "CNF targets: teacher velocity MLP hidden layers (<= 2: exact divergence in closed form)")
       .value("teacher-lr", "1e-3", "CNF targets: teacher learning rate")
       .value("teacher-batch", "0", "CNF targets: teacher minibatch size (0 = --batch)")
+      .value("teacher-in", "", "CNF targets: use this saved teacher (from --teacher-out, same data) instead of training one")
       .value("teacher-time-frequencies", "0", "CNF targets: K Fourier features sin/cos(2 pi k t), k = 1..K, of the time input (0 = plain t)")
       .value("teacher-coupling", "independent", "CNF targets: flow-matching coupling, independent or minibatch_ot")
       .value("ode-steps", "50", "CNF targets: RK4 steps from noise to data")
@@ -138,6 +139,27 @@ int train_flow(Flow& flow, const Args& a, const Architecture& arch, const fort::
       std::cerr << (N <= exact_max ? "exact" : "minibatch") << " OT pairing of " << N << " points: mean cost "
                 << pairing.total_cost / double(N) << " (" << seconds() << " s)\n";
       meta["fort.ot_pairing"] = N <= exact_max ? "exact" : "minibatch";
+    } else if (!a.str("teacher-in").empty()) {
+      // A saved teacher: it must have been trained on this data, i.e. the same standardisation.
+      const std::string path = a.str("teacher-in");
+      LoadedTeacher t = load_teacher(path);
+      if (t.field.dim() != D)
+        throw fort::Error("fort", "teacher '" + path + "' has dimension " + std::to_string(t.field.dim()) +
+                                      ", the data has " + std::to_string(D));
+      if (!(t.stdz.shift() == stdz.shift()) || !(t.stdz.scale() == stdz.scale()))
+        throw fort::Error("fort", "teacher '" + path + "' was trained on data with a different standardisation; "
+                                  "expected a teacher trained on this data set");
+      const fort::VelocityMLP<S> field(D, t.field.config());
+      const fort::Vector<S> params = t.params.template cast<S>();
+      fort::CnfOptions co;
+      co.ode.steps = a.integer("ode-steps", 1, 1 << 20);
+      co.threads = threads;
+      auto pairs = fort::cnf_generate_pairs<S>(field.bind(params), N, D, seed + 2, co);
+      x0 = std::move(pairs.x0);
+      x1 = std::move(pairs.x1);
+      std::cerr << "CNF teacher from " << path << "; " << N << " pairs by RK4 (" << co.ode.steps << " steps) ("
+                << seconds() << " s)\n";
+      meta["fort.teacher_in"] = path;
     } else {
       fort::VelocityConfig vc;
       vc.mlp = fort::MLPConfig{a.integer("teacher-width", 1, 65536), a.integer("teacher-depth", 0, 64),

@@ -75,6 +75,17 @@ expect_ok -- eval --teacher "$T/teacher4.safetensors" --data "$T/test.npy"
 grep -q "mean_nll=" "$T/out" && ok || bad "teacher with time features: $(cat "$T/out")"
 expect_error 1 "teacher-time-frequencies" -- train --data "$T/train.npy" --out "$T/m.safetensors" --targets cnf \
   --teacher-time-frequencies -1
+# A saved teacher reproduces the pairs of the run that trained it: same model, same samples.
+expect_ok -- train --data "$T/train.npy" --out "$T/cnf-in.safetensors" --loss fort --targets cnf \
+  --teacher-in "$T/teacher.safetensors" --ode-steps 4 --steps 20 "${small[@]}"
+expect_ok -- sample --model "$T/cnf.safetensors" --n 30 --out "$T/s-cnf.npy"
+expect_ok -- sample --model "$T/cnf-in.safetensors" --n 30 --out "$T/s-cnf-in.npy"
+cmp -s "$T/s-cnf.npy" "$T/s-cnf-in.npy" && ok || bad "--teacher-in does not reproduce the run that saved the teacher"
+expect_error 1 "is not a CNF teacher file" -- train --data "$T/train.npy" --out "$T/m.safetensors" --targets cnf \
+  --teacher-in "$T/ot.safetensors"
+expect_ok -- data --name checkerboard --n 300 --seed 4 --out "$T/other.npy"
+expect_error 1 "different standardisation" -- train --data "$T/other.npy" --out "$T/m.safetensors" --targets cnf \
+  --teacher-in "$T/teacher.safetensors"
 expect_error 1 "teacher-batch" -- train --data "$T/train.npy" --out "$T/m.safetensors" --targets cnf --teacher-batch -1
 
 # ---- bad training options and inputs ----------------------------------------------------------
