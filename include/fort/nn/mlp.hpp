@@ -160,8 +160,10 @@ class MLP {
       zv.noalias() = weight(p, k) * hv;
       zv += bias(p, k);
       if (k + 1 < num_layers()) {
-        const bool skip = is_residual(k);
-        for (Index i = 0; i < L.out; ++i) z[i] = detail::activate(config_.activation, z[i]) + (skip ? h[i] : Scalar(0));
+        // One activation loop chosen per layer (vectorises), as in the batched pass.
+        Eigen::Map<const Eigen::Matrix<Scalar, 1, Eigen::Dynamic>> prev(h, L.in);
+        Eigen::Map<Eigen::Matrix<Scalar, 1, Eigen::Dynamic>> zr(z, L.out);
+        activate_into(config_.activation, zr, zr, is_residual(k) ? &prev : nullptr);
       }
       h = z;
     }
@@ -177,9 +179,9 @@ class MLP {
     num_params_ += in * out + out;
   }
 
-  /// h = act(z) (residual: h = h_prev + act(z)), one specialised loop per activation.
-  template <class Out>
-  static void activate_into(Activation a, const Matrix<Scalar>& z, Out& h, const Matrix<Scalar>* residual) {
+  /// h = act(z) (residual: h = h_prev + act(z)), one specialised loop per activation. h may be z.
+  template <class Z, class Out, class Residual>
+  static void activate_into(Activation a, const Z& z, Out& h, const Residual* residual) {
     auto run = [&](auto&& expr) {
       if (residual) h = *residual + expr;
       else h = expr;
