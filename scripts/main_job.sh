@@ -70,7 +70,8 @@ fi
 
 # ---- 2. build ------------------------------------------------------------------------------
 echo "== building fort and fort_alanine ($BUILD)"
-cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DFORT_BUILD_EXAMPLES=ON > /dev/null
+# Tests are not needed here (and Catch2 may be absent): scripts/test.sh switches them back on.
+cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DFORT_BUILD_EXAMPLES=ON -DFORT_BUILD_TESTS=OFF > /dev/null
 cmake --build "$BUILD" -j "${JOBS:-2}" --target fort_cli fort_alanine > /dev/null
 FORT="$ROOT/$BUILD/examples/fort"
 ALA="$ROOT/$BUILD/examples/fort_alanine"

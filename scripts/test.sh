@@ -15,6 +15,6 @@ if [ -n "$need_apt" ]; then
   $SUDO apt-get update -q > /dev/null
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $need_apt > /dev/null
 fi
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release > /dev/null
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DFORT_BUILD_TESTS=ON > /dev/null
 cmake --build build -j "${JOBS:-2}" --target fort_tests fort_cli
 ctest --test-dir build --output-on-failure

@@ -38,7 +38,8 @@ if [ -n "$need_apt" ]; then
 fi
 
 echo "== building the fort command"
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DFORT_BUILD_EXAMPLES=ON > /dev/null
+# Tests are not needed here (and Catch2 may be absent): scripts/test.sh switches them back on.
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DFORT_BUILD_EXAMPLES=ON -DFORT_BUILD_TESTS=OFF > /dev/null
 cmake --build build -j "${JOBS:-2}" --target fort_cli > /dev/null
 FORT="$ROOT/build/examples/fort"
 
